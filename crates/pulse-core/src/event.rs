@@ -1,0 +1,406 @@
+//! The CloudEvents 1.0 event that Pulse moves and stores.
+//!
+//! `data` is kept as bytes plus its content type, so that any payload round-trips
+//! untouched; [`Event::with_json`] and [`Event::json`] are the typed helpers for the common
+//! JSON case. Constructors never fail; [`Event::validate`] says what is wrong, and the bus
+//! and every log call it before accepting an event.
+
+mod json;
+
+pub use json::parse_time;
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::id::new_event_id;
+use crate::pattern::{is_segment_char, Pattern};
+
+/// The `source` given to events that do not name one.
+pub const DEFAULT_SOURCE: &str = "pulse";
+/// The content type of JSON data.
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+
+const MAX_ID_LEN: usize = 256;
+const MAX_TEXT_LEN: usize = 1024;
+const MAX_EXTENSION_NAME_LEN: usize = 20;
+const RESERVED: [&str; 10] = [
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "datacontenttype",
+    "dataschema",
+    "data",
+    "data_base64",
+    "specversion",
+];
+
+/// A CloudEvents 1.0 event.
+///
+/// ```
+/// use pulse_core::Event;
+/// let event = Event::new("health.reading.heart_rate")
+///     .with_subject("user-42")
+///     .with_json(&serde_json::json!({"value": 72}))
+///     .unwrap();
+/// event.validate().unwrap();
+/// assert_eq!(event.json::<serde_json::Value>().unwrap()["value"], 72);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Unique id; a UUIDv7 unless the publisher chose one. Dedup key of persistent logs.
+    pub id: String,
+    /// Who produced the event (a URI-reference).
+    pub source: String,
+    /// The event type, dot-separated segments of `[A-Za-z0-9_-]`.
+    pub ty: String,
+    /// The partition key (for example a user id): ordering holds per subject.
+    pub subject: Option<String>,
+    /// When the event happened; set to the publish time when absent.
+    pub time: Option<DateTime<Utc>>,
+    /// Content type of `data`.
+    pub datacontenttype: Option<String>,
+    /// Schema of `data`, if any.
+    pub dataschema: Option<String>,
+    /// The payload, as given.
+    pub data: Option<Bytes>,
+    /// CloudEvents extension attributes, kept as given (strings, integers, booleans).
+    pub extensions: BTreeMap<String, serde_json::Value>,
+}
+
+/// What is wrong with an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    /// The type is not dot-separated segments of `[A-Za-z0-9_-]`.
+    #[error("invalid event type {ty:?}: {reason}")]
+    InvalidType {
+        /// The rejected type.
+        ty: String,
+        /// What is wrong, with the position.
+        reason: String,
+    },
+    /// A required attribute is absent or empty.
+    #[error("missing required attribute `{0}`")]
+    Missing(&'static str),
+    /// An attribute has a value that is not allowed.
+    #[error("invalid attribute `{name}`: {reason}")]
+    InvalidAttribute {
+        /// The attribute.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The data could not be encoded or decoded.
+    #[error("invalid data: {0}")]
+    Data(String),
+    /// The JSON form of the event is malformed.
+    #[error("malformed event: {0}")]
+    Malformed(String),
+}
+
+impl Event {
+    /// A new event of type `ty` with a fresh UUIDv7 id, the default source and no data.
+    pub fn new(ty: impl Into<String>) -> Self {
+        Self {
+            id: new_event_id(),
+            source: DEFAULT_SOURCE.to_owned(),
+            ty: ty.into(),
+            subject: None,
+            time: None,
+            datacontenttype: None,
+            dataschema: None,
+            data: None,
+            extensions: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the id (the dedup key of persistent logs).
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
+    }
+
+    /// Sets the source.
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.source = source.into();
+        self
+    }
+
+    /// Sets the subject (partition key).
+    pub fn with_subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = Some(subject.into());
+        self
+    }
+
+    /// Sets the time.
+    pub fn with_time(mut self, time: DateTime<Utc>) -> Self {
+        self.time = Some(time);
+        self
+    }
+
+    /// Sets raw data and its content type.
+    pub fn with_data(mut self, content_type: impl Into<String>, data: impl Into<Bytes>) -> Self {
+        self.datacontenttype = Some(content_type.into());
+        self.data = Some(data.into());
+        self
+    }
+
+    /// Serializes `value` as JSON data.
+    pub fn with_json<T: serde::Serialize + ?Sized>(self, value: &T) -> Result<Self, EventError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| EventError::Data(e.to_string()))?;
+        Ok(self.with_data(JSON_CONTENT_TYPE, bytes))
+    }
+
+    /// Sets an extension attribute.
+    pub fn with_extension(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<serde_json::Value>,
+    ) -> Self {
+        self.extensions.insert(name.into(), value.into());
+        self
+    }
+
+    /// Deserializes JSON data.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, EventError> {
+        let data = self.data.as_deref().ok_or(EventError::Missing("data"))?;
+        serde_json::from_slice(data).map_err(|e| EventError::Data(e.to_string()))
+    }
+
+    /// Whether the data is JSON (no content type, `application/json` or `*+json`).
+    pub fn is_json(&self) -> bool {
+        self.datacontenttype
+            .as_deref()
+            .is_none_or(is_json_content_type)
+    }
+
+    /// Checks every attribute, returning the first problem.
+    pub fn validate(&self) -> Result<(), EventError> {
+        validate_type(&self.ty)?;
+        check_text("id", &self.id, MAX_ID_LEN)?;
+        check_text("source", &self.source, MAX_TEXT_LEN)?;
+        if self.source.chars().any(char::is_whitespace) {
+            return Err(invalid(
+                "source",
+                "must be a URI-reference without whitespace",
+            ));
+        }
+        if let Some(subject) = &self.subject {
+            check_text("subject", subject, MAX_TEXT_LEN)?;
+        }
+        if let Some(ct) = &self.datacontenttype {
+            check_text("datacontenttype", ct, MAX_TEXT_LEN)?;
+        }
+        if let Some(schema) = &self.dataschema {
+            check_text("dataschema", schema, MAX_TEXT_LEN)?;
+        }
+        for (name, value) in &self.extensions {
+            validate_extension(name, value)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `ty` is dot-separated segments of `[A-Za-z0-9_-]`.
+pub fn validate_type(ty: &str) -> Result<(), EventError> {
+    let fail = |reason: String| EventError::InvalidType {
+        ty: ty.to_owned(),
+        reason,
+    };
+    if ty.is_empty() {
+        return Err(fail("type is empty".to_owned()));
+    }
+    if ty.len() > Pattern::MAX_LEN {
+        return Err(fail(format!(
+            "{} bytes long, the limit is {}",
+            ty.len(),
+            Pattern::MAX_LEN
+        )));
+    }
+    let mut segment_len = 0;
+    for (position, c) in ty.char_indices() {
+        if c == '.' {
+            if segment_len == 0 {
+                return Err(fail(format!("empty segment at position {position}")));
+            }
+            segment_len = 0;
+        } else if is_segment_char(c) {
+            segment_len += 1;
+        } else {
+            return Err(fail(format!(
+                "invalid character {c:?} at position {position}: segments are [A-Za-z0-9_-]"
+            )));
+        }
+    }
+    if segment_len == 0 {
+        return Err(fail(format!("empty segment at position {}", ty.len())));
+    }
+    Ok(())
+}
+
+fn is_json_content_type(ct: &str) -> bool {
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == JSON_CONTENT_TYPE || essence.ends_with("+json") || essence == "text/json"
+}
+
+fn invalid(name: &str, reason: impl Into<String>) -> EventError {
+    EventError::InvalidAttribute {
+        name: name.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn check_text(name: &'static str, value: &str, max: usize) -> Result<(), EventError> {
+    if value.is_empty() {
+        return Err(EventError::Missing(name));
+    }
+    if value.len() > max {
+        return Err(invalid(
+            name,
+            format!("{} bytes long, the limit is {max}", value.len()),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(name, "contains a control character"));
+    }
+    Ok(())
+}
+
+fn validate_extension(name: &str, value: &serde_json::Value) -> Result<(), EventError> {
+    if name.is_empty()
+        || name.len() > MAX_EXTENSION_NAME_LEN
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    {
+        return Err(invalid(
+            name,
+            "extension names are 1 to 20 characters of [a-z0-9]",
+        ));
+    }
+    if RESERVED.contains(&name) {
+        return Err(invalid(name, "is a reserved attribute name"));
+    }
+    match value {
+        serde_json::Value::String(_) | serde_json::Value::Bool(_) => Ok(()),
+        serde_json::Value::Number(n) if n.is_i64() => Ok(()),
+        _ => Err(invalid(
+            name,
+            "extension values are strings, integers or booleans",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_event_is_valid() {
+        let event = Event::new("health.reading.heart_rate").with_subject("u1");
+        event.validate().unwrap();
+        assert_eq!(event.source, DEFAULT_SOURCE);
+        assert!(event.is_json());
+    }
+
+    #[test]
+    fn malformed_types_are_rejected_with_the_reason() {
+        for (ty, needle) in [
+            ("", "empty"),
+            ("health..x", "position 7"),
+            (".health", "position 0"),
+            ("health.", "position 7"),
+            ("health.*", "'*' at position 7"),
+            ("health reading", "position 6"),
+            ("héalth", "position 1"),
+        ] {
+            let err = Event::new(ty).validate().unwrap_err();
+            assert!(
+                matches!(err, EventError::InvalidType { .. }),
+                "{ty}: {err:?}"
+            );
+            assert!(err.to_string().contains(needle), "{ty}: {err}");
+        }
+        assert!(Event::new("a".repeat(256)).validate().is_err());
+    }
+
+    #[test]
+    fn malformed_ids_sources_and_subjects_are_rejected() {
+        let base = Event::new("a.b");
+        assert_eq!(
+            base.clone().with_id("").validate(),
+            Err(EventError::Missing("id"))
+        );
+        let err = base
+            .clone()
+            .with_id("x".repeat(257))
+            .validate()
+            .unwrap_err();
+        assert!(matches!(err, EventError::InvalidAttribute { ref name, .. } if name == "id"));
+        let err = base.clone().with_id("a\nb").validate().unwrap_err();
+        assert!(err.to_string().contains("control character"));
+        assert_eq!(
+            base.clone().with_source("").validate(),
+            Err(EventError::Missing("source"))
+        );
+        let err = base.clone().with_source("my app").validate().unwrap_err();
+        assert!(matches!(err, EventError::InvalidAttribute { ref name, .. } if name == "source"));
+        assert_eq!(
+            base.clone().with_subject("").validate(),
+            Err(EventError::Missing("subject"))
+        );
+    }
+
+    #[test]
+    fn extensions_are_checked() {
+        let base = Event::new("a.b");
+        base.clone()
+            .with_extension("traceparent", "00-abc")
+            .validate()
+            .unwrap();
+        base.clone()
+            .with_extension("priority", 3)
+            .validate()
+            .unwrap();
+        assert!(base.clone().with_extension("Bad", "x").validate().is_err());
+        assert!(base
+            .clone()
+            .with_extension("subject", "x")
+            .validate()
+            .is_err());
+        assert!(base
+            .clone()
+            .with_extension("ratio", 0.5)
+            .validate()
+            .is_err());
+    }
+
+    #[test]
+    fn json_helpers_round_trip() {
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Reading {
+            value: f64,
+        }
+        let event = Event::new("a.b")
+            .with_json(&Reading { value: 1.5 })
+            .unwrap();
+        assert_eq!(event.json::<Reading>().unwrap(), Reading { value: 1.5 });
+        assert_eq!(event.datacontenttype.as_deref(), Some(JSON_CONTENT_TYPE));
+        assert!(matches!(
+            Event::new("a.b").json::<Reading>(),
+            Err(EventError::Missing("data"))
+        ));
+        let binary = Event::new("a.b").with_data("application/octet-stream", vec![0u8, 1]);
+        assert!(!binary.is_json());
+        assert!(matches!(binary.json::<Reading>(), Err(EventError::Data(_))));
+    }
+}

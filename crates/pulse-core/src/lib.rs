@@ -1,0 +1,19 @@
+//! Pulse's core: the CloudEvents [`Event`], NATS-style [`Pattern`]s, the in-process
+//! [`Bus`](bus) and the [`EventLog`] trait that every durable backend implements.
+//!
+//! This crate has no network and no SQL: backends live in sibling crates
+//! (`pulse-sqlite`, `pulse-postgres`, `pulse-nats`) and all pass the same contract suite
+//! (`contract`, behind the `contract` feature).
+
+pub mod event;
+mod id;
+pub mod log;
+pub mod pattern;
+
+pub use event::{Event, EventError};
+pub use id::new_event_id;
+pub use log::{
+    Appended, DeadLetter, Delivery, EventLog, GroupConfig, GroupInfo, LogError, NackOutcome,
+    ReadQuery, StartPosition, StoredEvent,
+};
+pub use pattern::{Pattern, PatternError};
