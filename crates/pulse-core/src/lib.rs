@@ -5,9 +5,13 @@
 //! (`pulse-sqlite`, `pulse-postgres`, `pulse-nats`) and all pass the same contract suite
 //! (`contract`, behind the `contract` feature).
 
+#[cfg(feature = "contract")]
+pub mod contract;
 pub mod event;
+pub mod group;
 mod id;
 pub mod log;
+pub mod memory;
 pub mod pattern;
 
 pub use event::{Event, EventError};

@@ -185,6 +185,14 @@ pub enum LogError {
     /// The group name or configuration is not allowed.
     #[error("invalid consumer group: {0}")]
     InvalidGroup(String),
+    /// The offset is not a delivery of the group waiting to be settled.
+    #[error("offset {offset} is not an unsettled delivery of group {group:?}")]
+    UnknownDelivery {
+        /// The group.
+        group: String,
+        /// The offset.
+        offset: u64,
+    },
     /// No dead letter has this id.
     #[error("unknown dead letter {0}")]
     UnknownDeadLetter(u64),

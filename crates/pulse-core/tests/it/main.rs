@@ -1,0 +1,3 @@
+//! Integration tests of pulse-core, one binary.
+
+mod memory_log;
