@@ -1,0 +1,63 @@
+"""Publishing and replay against a real `pulse serve`."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from support import PulseServer
+
+from pulse_client import Event, EventBus
+
+
+async def test_publish_returns_increasing_offsets_and_replay_returns_the_events(server: PulseServer) -> None:
+    async with EventBus(server.url) as bus:
+        first = Event(
+            type="health.reading.heart_rate",
+            data={"value": 72, "unit": "/min"},
+            subject="user-1",
+            time=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+            extensions={"traceparent": "00-abc"},
+        )
+        second = Event(type="health.reading.steps", data=b"\x00\x01binary", subject="user-2")
+        o1 = await bus.publish(first)
+        o2 = await bus.publish(second)
+        assert isinstance(o1, int) and isinstance(o2, int)
+        assert 1 <= o1 < o2
+        replayed = [e async for e in bus.events("health.>")]
+        assert [e.offset for e in replayed] == [o1, o2]
+        assert replayed == [first, second]
+
+
+async def test_publish_batch_returns_one_offset_per_event_in_order(server: PulseServer) -> None:
+    async with EventBus(server.url) as bus:
+        events = [Event(type="orders.created", data={"n": n}, subject=f"s{n % 3}") for n in range(50)]
+        offsets = await bus.publish_batch(events)
+        assert len(offsets) == 50
+        assert all(isinstance(o, int) for o in offsets)
+        ints = [o for o in offsets if o is not None]
+        assert ints == sorted(ints) and len(set(ints)) == 50
+        replayed = [e async for e in bus.events("orders.created", page_size=7)]
+        assert [e.data["n"] for e in replayed] == list(range(50))
+        assert [e.offset for e in replayed] == offsets
+        assert await bus.publish_batch([]) == []
+
+
+async def test_republishing_an_id_returns_the_original_offset(server: PulseServer) -> None:
+    async with EventBus(server.url) as bus:
+        event = Event(type="a.b", data={"x": 1}, id="fixed-id-1")
+        offset = await bus.publish(event)
+        assert await bus.publish(event) == offset
+        assert [e.id async for e in bus.events("a.b")] == ["fixed-id-1"]
+
+
+async def test_replay_pages_filter_by_pattern_and_after(server: PulseServer) -> None:
+    async with EventBus(server.url) as bus:
+        offsets = await bus.publish_batch(
+            [Event(type="x.one" if n % 2 else "y.two", data=n) for n in range(10)]
+        )
+        page = await bus.events_page("x.*", after=0, limit=3)
+        assert [e.type for e in page.events] == ["x.one"] * 3
+        assert page.next_after == page.events[-1].offset
+        rest = [e async for e in bus.events("x.*", after=page.next_after)]
+        assert [e.offset for e in page.events + rest] == offsets[1::2]
+        assert [e async for e in bus.events("z.>")] == []
