@@ -5,6 +5,7 @@
 //! (`pulse-sqlite`, `pulse-postgres`, `pulse-nats`) and all pass the same contract suite
 //! (`contract`, behind the `contract` feature).
 
+pub mod bus;
 #[cfg(feature = "contract")]
 pub mod contract;
 pub mod event;
@@ -12,8 +13,10 @@ pub mod group;
 mod id;
 pub mod log;
 pub mod memory;
+pub mod metrics;
 pub mod pattern;
 
+pub use bus::{Bus, BusBuilder, BusError, PublishError, Published, SubscribeOptions, Subscription};
 pub use event::{Event, EventError};
 pub use id::new_event_id;
 pub use log::{

@@ -1,0 +1,529 @@
+//! The in-process event bus: publish events, subscribe handlers by type pattern.
+//!
+//! There is no dispatcher task: `publish` validates the event, looks up its route (the
+//! matching subscriptions, cached per type by the [router](router)), and pushes it into
+//! each subscription's bounded queue, waiting or failing when a queue is full. Each
+//! subscription runs one worker task per lane (its concurrency); events with the same
+//! `subject` always go to the same lane, so they are handled one at a time in publish
+//! order. Work is batched at both ends so the per-event cost is one `Arc` and a few
+//! pointer moves: [`Bus::publish_batch`] pushes a run of events under one lock, and a
+//! worker takes up to 256 queued events at once and records metrics once per batch.
+//!
+//! With an [`EventLog`] ([`BusBuilder::log`]), a persistent publish appends first and
+//! dispatches after, returning the offset; a duplicate id is not dispatched again.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use pulse_core::bus::{Bus, HandlerResult, SubscribeOptions};
+//! use pulse_core::Event;
+//!
+//! let bus = Bus::new();
+//! let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+//! let _subscription = bus.subscribe(
+//!     "health.reading.*",
+//!     move |event: Arc<Event>| {
+//!         let tx = tx.clone();
+//!         async move {
+//!             tx.send(event.subject.clone())?;
+//!             HandlerResult::Ok(())
+//!         }
+//!     },
+//!     SubscribeOptions::new(),
+//! )?;
+//! bus.publish(Event::new("health.reading.heart_rate").with_subject("user-42")).await?;
+//! assert_eq!(rx.recv().await, Some(Some("user-42".to_owned())));
+//! let report = bus.shutdown(std::time::Duration::from_secs(5)).await;
+//! assert!(report.completed);
+//! # Ok(())
+//! # }
+//! ```
+
+mod dead_letter;
+mod delivery;
+mod error;
+mod handler;
+mod lane;
+mod options;
+mod router;
+mod shutdown;
+mod subscription;
+mod worker;
+
+pub use dead_letter::{DeadLetterError, DeadLetterRecord, DeadLetterSink, MemoryDeadLetters};
+pub use delivery::RetryPolicy;
+pub use error::{BusError, PublishError};
+pub use handler::{DynHandler, Handler, HandlerError, HandlerResult, SharedHandler};
+pub use options::{Durability, OverflowPolicy, PublishOptions, SubscribeOptions};
+pub use shutdown::ShutdownReport;
+pub use subscription::{Subscription, SubscriptionId, SubscriptionStats};
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::metrics::{BusMetrics, SubscriptionMetrics};
+use crate::{Event, EventLog, LogError, Pattern, PatternError};
+use lane::{Entry, PushError};
+use router::{Route, Router};
+use subscription::SubShared;
+use worker::Worker;
+
+/// What publishing one event did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Published {
+    /// The offset in the event log, for a persistent event.
+    pub offset: Option<u64>,
+    /// Whether the log already held an event with this id, so it was neither stored nor
+    /// dispatched again.
+    pub duplicate: bool,
+}
+
+/// Something that names a pattern: a `&str`, a `String` or a [`Pattern`].
+pub trait IntoPattern {
+    /// Parses it.
+    fn into_pattern(self) -> Result<Pattern, PatternError>;
+}
+
+impl IntoPattern for &str {
+    fn into_pattern(self) -> Result<Pattern, PatternError> {
+        Pattern::parse(self)
+    }
+}
+
+impl IntoPattern for &String {
+    fn into_pattern(self) -> Result<Pattern, PatternError> {
+        Pattern::parse(self)
+    }
+}
+
+impl IntoPattern for String {
+    fn into_pattern(self) -> Result<Pattern, PatternError> {
+        Pattern::parse(&self)
+    }
+}
+
+impl IntoPattern for Pattern {
+    fn into_pattern(self) -> Result<Pattern, PatternError> {
+        Ok(self)
+    }
+}
+
+impl IntoPattern for &Pattern {
+    fn into_pattern(self) -> Result<Pattern, PatternError> {
+        Ok(self.clone())
+    }
+}
+
+/// Configures a [`Bus`].
+///
+/// ```
+/// use pulse_core::bus::Bus;
+/// use pulse_core::Pattern;
+/// let bus = Bus::builder()
+///     .memory_only(Pattern::parse("metrics.>").unwrap())
+///     .build();
+/// # drop(bus);
+/// ```
+#[derive(Default)]
+pub struct BusBuilder {
+    log: Option<Arc<dyn EventLog>>,
+    memory_only: Vec<Pattern>,
+    dead_letters: Option<Arc<dyn DeadLetterSink>>,
+}
+
+impl BusBuilder {
+    /// Persists events through `log` before dispatching them.
+    pub fn log(mut self, log: Arc<dyn EventLog>) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    /// Types matching `pattern` are memory-only unless a publish asks otherwise.
+    pub fn memory_only(mut self, pattern: Pattern) -> Self {
+        self.memory_only.push(pattern);
+        self
+    }
+
+    /// Where subscriptions without their own sink put dead letters (by default a
+    /// [`MemoryDeadLetters`] reachable through [`Bus::dead_letters`]).
+    pub fn dead_letter_sink(mut self, sink: Arc<dyn DeadLetterSink>) -> Self {
+        self.dead_letters = Some(sink);
+        self
+    }
+
+    /// Builds the bus.
+    pub fn build(self) -> Bus {
+        let (dead_letters, memory_dead_letters) = match self.dead_letters {
+            Some(sink) => (sink, None),
+            None => {
+                let memory = Arc::new(MemoryDeadLetters::default());
+                (Arc::clone(&memory) as Arc<dyn DeadLetterSink>, Some(memory))
+            }
+        };
+        Bus {
+            inner: Arc::new(Inner {
+                router: Arc::new(Router::new(self.memory_only)),
+                closed: AtomicBool::new(false),
+                log: self.log,
+                dead_letters,
+                memory_dead_letters,
+                tracker: TaskTracker::new(),
+                hard_stop: CancellationToken::new(),
+                next_id: AtomicU64::new(1),
+                metrics: BusMetrics::new(),
+            }),
+        }
+    }
+}
+
+/// The in-process event bus; cloning it gives another handle to the same bus.
+#[derive(Clone)]
+pub struct Bus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    router: Arc<Router>,
+    closed: AtomicBool,
+    log: Option<Arc<dyn EventLog>>,
+    dead_letters: Arc<dyn DeadLetterSink>,
+    memory_dead_letters: Option<Arc<MemoryDeadLetters>>,
+    tracker: TaskTracker,
+    hard_stop: CancellationToken,
+    next_id: AtomicU64,
+    metrics: BusMetrics,
+}
+
+impl Default for Bus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bus")
+            .field("subscriptions", &self.inner.router.subscriptions().len())
+            .field("log", &self.inner.log.is_some())
+            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Bus {
+    /// A memory-only bus with the default settings.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Configures a bus.
+    pub fn builder() -> BusBuilder {
+        BusBuilder::default()
+    }
+
+    /// The in-memory dead letters, unless the bus was given its own sink.
+    pub fn dead_letters(&self) -> Option<Arc<MemoryDeadLetters>> {
+        self.inner.memory_dead_letters.clone()
+    }
+
+    /// Runs `handler` on every event whose type matches `pattern`, from the next publish
+    /// on. Must be called within a tokio runtime (the subscription's workers run there).
+    pub fn subscribe<H: Handler>(
+        &self,
+        pattern: impl IntoPattern,
+        handler: H,
+        options: SubscribeOptions,
+    ) -> Result<Subscription, BusError> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::SeqCst) {
+            return Err(BusError::ShutDown);
+        }
+        let pattern = pattern.into_pattern()?;
+        options.validate().map_err(BusError::InvalidOptions)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BusError::NoRuntime)?;
+        let id = SubscriptionId(inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let name = options
+            .name
+            .clone()
+            .unwrap_or_else(|| pattern.as_str().to_owned());
+        let shared = Arc::new(SubShared::new(
+            id,
+            name.into(),
+            pattern,
+            options.capacity,
+            options.concurrency,
+            options.overflow,
+            inner.hard_stop.child_token(),
+        ));
+        let metrics = SubscriptionMetrics::new(&shared.name);
+        let handler = Arc::new(handler);
+        let sink = options
+            .dead_letter
+            .clone()
+            .unwrap_or_else(|| Arc::clone(&inner.dead_letters));
+        let workers = (0..shared.lanes.len())
+            .map(|lane| {
+                let worker = Worker {
+                    handler: Arc::clone(&handler),
+                    subscription: Arc::clone(&shared),
+                    lane,
+                    retry: options.retry.clone(),
+                    dead_letters: Arc::clone(&sink),
+                    metrics: metrics.clone(),
+                };
+                let hard_stop = inner.hard_stop.clone();
+                inner.tracker.spawn_on(
+                    async move {
+                        tokio::select! {
+                            () = worker.run() => {}
+                            () = hard_stop.cancelled() => {}
+                        }
+                    },
+                    &runtime,
+                )
+            })
+            .collect();
+        inner.router.insert(Arc::clone(&shared));
+        let subscription = Subscription::new(shared, Arc::clone(&inner.router), workers);
+        // A shutdown that began meanwhile may not have seen this subscription.
+        if inner.closed.load(Ordering::SeqCst) {
+            return Err(BusError::ShutDown);
+        }
+        Ok(subscription)
+    }
+
+    /// Publishes one event with the default durability (persistent when the bus has a
+    /// log and the type is not memory-only). Waits while a subscription with the `Wait`
+    /// policy is full.
+    pub async fn publish(&self, event: Event) -> Result<Published, PublishError> {
+        self.publish_with(event, PublishOptions::default()).await
+    }
+
+    /// Publishes one event without appending it to the log (at-most-once).
+    pub async fn publish_memory(&self, event: Event) -> Result<Published, PublishError> {
+        self.publish_with(event, PublishOptions::memory()).await
+    }
+
+    /// Publishes one event as `options` say.
+    pub async fn publish_with(
+        &self,
+        mut event: Event,
+        options: PublishOptions,
+    ) -> Result<Published, PublishError> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::SeqCst) {
+            return Err(PublishError::ShutDown);
+        }
+        event
+            .validate()
+            .map_err(|source| PublishError::InvalidEvent { index: 0, source })?;
+        let started = Instant::now();
+        if event.time.is_none() {
+            event.time = Some(Utc::now());
+        }
+        let route = inner.router.route(&event.ty);
+        let mut published = Published::default();
+        if let Some(log) = self.log_for(options, &route)? {
+            let appended = log.append(vec![event.clone()]).await?;
+            let appended = appended.first().ok_or_else(|| {
+                PublishError::Log(LogError::Storage(
+                    "the log returned no result for the appended event".to_owned(),
+                ))
+            })?;
+            published.offset = Some(appended.offset);
+            published.duplicate = appended.duplicate;
+            if appended.duplicate {
+                return Ok(published);
+            }
+        }
+        let entry = Entry {
+            event: Arc::new(event),
+            published: started,
+        };
+        self.dispatch(&route, std::slice::from_ref(&entry)).await?;
+        inner.metrics.published.increment(1);
+        Ok(published)
+    }
+
+    /// Publishes events in order with the default durability; one invalid event rejects
+    /// the whole call. This is the fast path: a run of events of the same type costs
+    /// one route lookup and one queue lock per subscription lane.
+    pub async fn publish_batch(&self, events: Vec<Event>) -> Result<Vec<Published>, PublishError> {
+        self.publish_batch_with(events, PublishOptions::default())
+            .await
+    }
+
+    /// Publishes events in order as `options` say. With a log, the persistent events
+    /// are appended in one call before any is dispatched.
+    pub async fn publish_batch_with(
+        &self,
+        mut events: Vec<Event>,
+        options: PublishOptions,
+    ) -> Result<Vec<Published>, PublishError> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::SeqCst) {
+            return Err(PublishError::ShutDown);
+        }
+        for (index, event) in events.iter().enumerate() {
+            event
+                .validate()
+                .map_err(|source| PublishError::InvalidEvent { index, source })?;
+        }
+        let started = Instant::now();
+        let now = Utc::now();
+        for event in &mut events {
+            event.time.get_or_insert(now);
+        }
+        let mut results = vec![Published::default(); events.len()];
+        let may_persist = inner.log.is_some() && options.durability != Durability::Memory;
+        if may_persist || options.durability == Durability::Persistent {
+            self.append_batch(&events, options, &mut results).await?;
+        }
+        let entries: Vec<Entry> = events
+            .into_iter()
+            .zip(&results)
+            .filter(|(_, result)| !result.duplicate)
+            .map(|(event, _)| Entry {
+                event: Arc::new(event),
+                published: started,
+            })
+            .collect();
+        let mut start = 0;
+        while start < entries.len() {
+            let ty = &entries[start].event.ty;
+            let end = start
+                + entries[start..]
+                    .iter()
+                    .take_while(|e| e.event.ty == *ty)
+                    .count();
+            let route = inner.router.route(ty);
+            self.dispatch(&route, &entries[start..end]).await?;
+            start = end;
+        }
+        inner.metrics.published.increment(entries.len() as u64);
+        Ok(results)
+    }
+
+    /// Appends the events of a batch that are persistent and fills in their results.
+    async fn append_batch(
+        &self,
+        events: &[Event],
+        options: PublishOptions,
+        results: &mut [Published],
+    ) -> Result<(), PublishError> {
+        let mut positions = Vec::new();
+        let mut to_append = Vec::new();
+        let mut log = None;
+        for (i, event) in events.iter().enumerate() {
+            let route = self.inner.router.route(&event.ty);
+            if let Some(l) = self.log_for(options, &route)? {
+                log = Some(l);
+                positions.push(i);
+                to_append.push(event.clone());
+            }
+        }
+        let Some(log) = log else {
+            return Ok(());
+        };
+        let appended = log.append(to_append).await?;
+        if appended.len() != positions.len() {
+            return Err(PublishError::Log(LogError::Storage(format!(
+                "the log returned {} results for {} appended events",
+                appended.len(),
+                positions.len()
+            ))));
+        }
+        for (i, a) in positions.into_iter().zip(appended) {
+            results[i] = Published {
+                offset: Some(a.offset),
+                duplicate: a.duplicate,
+            };
+        }
+        Ok(())
+    }
+
+    /// The log to append to, if the event is persistent.
+    fn log_for(
+        &self,
+        options: PublishOptions,
+        route: &Route,
+    ) -> Result<Option<&Arc<dyn EventLog>>, PublishError> {
+        match (options.durability, &self.inner.log) {
+            (Durability::Memory, _) => Ok(None),
+            (Durability::Persistent, None) => Err(PublishError::NoLog),
+            (Durability::Persistent, Some(log)) => Ok(Some(log)),
+            (Durability::Default, Some(log)) if !route.memory_only => Ok(Some(log)),
+            (Durability::Default, _) => Ok(None),
+        }
+    }
+
+    /// Queues `entries` (all of the route's type) for every subscription of the route.
+    async fn dispatch(&self, route: &Route, entries: &[Entry]) -> Result<(), PublishError> {
+        for sub in route.subscriptions.iter() {
+            let wait = sub.overflow == OverflowPolicy::Wait;
+            let result = if sub.lanes.len() == 1 {
+                sub.lanes[0].push(entries.iter().cloned(), wait).await
+            } else {
+                self.dispatch_lanes(sub, entries, wait).await
+            };
+            match result {
+                Ok(()) => {}
+                // Unsubscribed after the route was taken: it no longer receives events.
+                Err(PushError::Closed { .. }) if sub.stopped.load(Ordering::Relaxed) => {}
+                Err(PushError::Closed { .. }) => return Err(PublishError::ShutDown),
+                Err(PushError::Full { rejected }) => {
+                    return Err(PublishError::QueueFull {
+                        subscription: sub.id,
+                        name: sub.name.to_string(),
+                        rejected,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues `entries` for a subscription with several lanes, each to its subject's lane.
+    async fn dispatch_lanes(
+        &self,
+        sub: &SubShared,
+        entries: &[Entry],
+        wait: bool,
+    ) -> Result<(), PushError> {
+        if let [entry] = entries {
+            let lane = &sub.lanes[sub.lane_for(&entry.event)];
+            return lane.push(std::iter::once(entry.clone()), wait).await;
+        }
+        let mut buckets: Vec<Vec<Entry>> = vec![Vec::new(); sub.lanes.len()];
+        for entry in entries {
+            buckets[sub.lane_for(&entry.event)].push(entry.clone());
+        }
+        let mut rejected = 0;
+        let mut closed = false;
+        for (lane, bucket) in sub.lanes.iter().zip(buckets) {
+            if bucket.is_empty() {
+                continue;
+            }
+            match lane.push(bucket.into_iter(), wait).await {
+                Ok(()) => {}
+                Err(PushError::Full { rejected: r }) => rejected += r,
+                Err(PushError::Closed { rejected: r }) => {
+                    closed = true;
+                    rejected += r;
+                }
+            }
+        }
+        match (closed, rejected) {
+            (_, 0) => Ok(()),
+            (true, rejected) => Err(PushError::Closed { rejected }),
+            (false, rejected) => Err(PushError::Full { rejected }),
+        }
+    }
+}
