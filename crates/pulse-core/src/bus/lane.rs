@@ -2,16 +2,18 @@
 //!
 //! It is a mutex-protected `VecDeque` rather than a channel because both ends work in
 //! batches: a `publish_batch` pushes a whole run of events under one lock, and the worker
-//! takes up to [`MAX_BATCH`] events under one lock. The queue never holds more than its
-//! capacity; a publisher that does not fit either waits for room or gets the number of
-//! events that did not fit, by the subscription's overflow policy. The queue storage
-//! grows on demand, so an idle subscription costs a few hundred bytes.
+//! takes up to [`MAX_BATCH`] events under one lock. The capacity bounds the events the
+//! lane holds, queued or in the worker's hands (`accepted - finished`), so a batch taken
+//! by the worker does not make room for more: the room appears as each event finishes.
+//! A publisher that does not fit either waits for room or gets the number of events that
+//! did not fit, by the subscription's overflow policy. The queue storage grows on demand,
+//! so an idle subscription costs a few hundred bytes.
 //!
 //! Wake-ups are only sent when someone sleeps (`worker_idle`, `producers_waiting`), so a
 //! busy lane costs one uncontended lock per batch and no notification.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -48,8 +50,12 @@ pub(crate) struct Lane {
     not_full: Notify,
     capacity: usize,
     /// Events finished with (handled, dead-lettered or discarded), so that
-    /// `accepted - finished` is what is still queued or in flight.
+    /// `accepted - finished` is what the lane holds.
     finished: AtomicU64,
+    /// A publisher waits for room. Outside the mutex because the worker checks it after
+    /// every event; set before `finished` is read, checked after it is written, so one
+    /// of the two sides always sees the other.
+    producers_waiting: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -57,11 +63,10 @@ struct State {
     queue: VecDeque<Entry>,
     /// Events ever queued.
     accepted: u64,
-    /// The largest queue length seen.
-    high_water: usize,
+    /// The most events held at once.
+    high_water: u64,
     closed: bool,
     worker_idle: bool,
-    producers_waiting: bool,
 }
 
 impl Lane {
@@ -73,6 +78,7 @@ impl Lane {
             not_full: Notify::new(),
             capacity: capacity.max(1),
             finished: AtomicU64::new(0),
+            producers_waiting: AtomicBool::new(false),
         }
     }
 
@@ -110,23 +116,25 @@ impl Lane {
     where
         I: ExactSizeIterator<Item = Entry>,
     {
+        if register {
+            self.producers_waiting.store(true, Ordering::SeqCst);
+        }
         let mut state = self.state.lock();
         if state.closed {
             return Err(PushError::Closed {
                 rejected: items.len(),
             });
         }
-        let room = self.capacity - state.queue.len();
+        let held = state.accepted - self.finished.load(Ordering::SeqCst);
+        // `held` never exceeds the capacity, which is a usize.
+        let room = self.capacity - held as usize;
         let n = room.min(items.len());
         if n > 0 {
             state.queue.extend(items.by_ref().take(n));
             state.accepted += n as u64;
-            state.high_water = state.high_water.max(state.queue.len());
+            state.high_water = state.high_water.max(held + n as u64);
         }
         let done = items.len() == 0;
-        if !done && register {
-            state.producers_waiting = true;
-        }
         let wake = n > 0 && std::mem::take(&mut state.worker_idle);
         drop(state);
         if wake {
@@ -144,13 +152,7 @@ impl Lane {
                 if !state.queue.is_empty() {
                     let n = state.queue.len().min(max);
                     out.extend(state.queue.drain(..n));
-                    let left = state.queue.len();
-                    let wake = std::mem::take(&mut state.producers_waiting);
-                    drop(state);
-                    if wake {
-                        self.not_full.notify_waiters();
-                    }
-                    return Some(left);
+                    return Some(state.queue.len());
                 }
                 if state.closed {
                     return None;
@@ -183,37 +185,46 @@ impl Lane {
         dropped
     }
 
-    /// The most events this lane queues.
+    /// The most events this lane holds.
     #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
 
-    /// Records that the worker finished with `n` more events.
+    /// Records that `n` more events are finished, making room for as many.
     pub(crate) fn add_finished(&self, n: u64) {
-        self.finished.fetch_add(n, Ordering::Relaxed);
+        self.finished.fetch_add(n, Ordering::SeqCst);
+        if self.producers_waiting.load(Ordering::SeqCst)
+            && self.producers_waiting.swap(false, Ordering::SeqCst)
+        {
+            self.not_full.notify_waiters();
+        }
     }
 
     /// A consistent-enough view for statistics.
     pub(crate) fn snapshot(&self) -> LaneSnapshot {
         let state = self.state.lock();
         LaneSnapshot {
-            queued: state.queue.len(),
             accepted: state.accepted,
             high_water: state.high_water,
             finished: self.finished.load(Ordering::Relaxed),
         }
     }
-
 }
 
 /// Counters of one lane at one moment.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct LaneSnapshot {
-    pub(crate) queued: usize,
     pub(crate) accepted: u64,
-    pub(crate) high_water: usize,
+    pub(crate) high_water: u64,
     pub(crate) finished: u64,
+}
+
+impl LaneSnapshot {
+    /// Events queued or in progress.
+    pub(crate) fn held(&self) -> u64 {
+        self.accepted.saturating_sub(self.finished)
+    }
 }
 
 #[cfg(test)]
@@ -250,8 +261,9 @@ mod tests {
         let mut seen = Vec::new();
         while seen.len() < 7 {
             let mut out = Vec::new();
-            assert!(lane.pop_batch(&mut out, 1).await.is_some());
+            assert!(lane.pop_batch(&mut out, 2).await.is_some());
             assert!(lane.snapshot().high_water <= 2);
+            lane.add_finished(out.len() as u64);
             seen.extend(out.into_iter().map(|e| e.event.ty.clone()));
         }
         pusher.await.unwrap().unwrap();

@@ -465,7 +465,10 @@ impl Bus {
     }
 
     /// Queues `entries` (all of the route's type) for every subscription of the route.
+    /// A full fail-fast subscription does not keep the others from receiving them; the
+    /// first such error is returned at the end.
     async fn dispatch(&self, route: &Route, entries: &[Entry]) -> Result<(), PublishError> {
+        let mut full = None;
         for sub in route.subscriptions.iter() {
             let wait = sub.overflow == OverflowPolicy::Wait;
             let result = if sub.lanes.len() == 1 {
@@ -479,15 +482,15 @@ impl Bus {
                 Err(PushError::Closed { .. }) if sub.stopped.load(Ordering::Relaxed) => {}
                 Err(PushError::Closed { .. }) => return Err(PublishError::ShutDown),
                 Err(PushError::Full { rejected }) => {
-                    return Err(PublishError::QueueFull {
+                    full.get_or_insert_with(|| PublishError::QueueFull {
                         subscription: sub.id,
                         name: sub.name.to_string(),
                         rejected,
-                    })
+                    });
                 }
             }
         }
-        Ok(())
+        full.map_or(Ok(()), Err)
     }
 
     /// Queues `entries` for a subscription with several lanes, each to its subject's lane.

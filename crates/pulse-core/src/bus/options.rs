@@ -186,7 +186,10 @@ mod tests {
     #[test]
     fn bad_options_are_rejected() {
         assert!(SubscribeOptions::new().validate().is_ok());
-        let err = SubscribeOptions::new().concurrency(0).validate().unwrap_err();
+        let err = SubscribeOptions::new()
+            .concurrency(0)
+            .validate()
+            .unwrap_err();
         assert!(err.contains("concurrency"));
         let err = SubscribeOptions::new()
             .capacity(2)

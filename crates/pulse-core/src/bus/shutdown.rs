@@ -40,7 +40,10 @@ impl Bus {
         let after: u64 = subscriptions.iter().map(|s| s.finished()).sum();
         if !completed {
             inner.hard_stop.cancel();
-            tracing::warn!(left, "bus shutdown deadline passed, abandoning queued events");
+            tracing::warn!(
+                left,
+                "bus shutdown deadline passed, abandoning queued events"
+            );
         }
         ShutdownReport {
             drained: after - before,

@@ -30,10 +30,10 @@ impl fmt::Display for SubscriptionId {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SubscriptionStats {
-    /// Events queued now.
-    pub queued: usize,
-    /// The largest number of events queued at once so far (never above the capacity).
-    pub high_water: usize,
+    /// Events held now: queued, or taken by a worker and not finished.
+    pub queued: u64,
+    /// The most events held at once so far (never above the capacity).
+    pub high_water: u64,
     /// Events ever queued.
     pub accepted: u64,
     /// Events handled successfully.
@@ -127,7 +127,7 @@ impl SubShared {
         let mut stats = SubscriptionStats::default();
         for lane in self.lanes.iter() {
             let snapshot = lane.snapshot();
-            stats.queued += snapshot.queued;
+            stats.queued += snapshot.held();
             stats.high_water += snapshot.high_water;
             stats.accepted += snapshot.accepted;
         }
@@ -142,13 +142,7 @@ impl SubShared {
 
     /// Events accepted and not finished yet (queued or in a worker's hands).
     pub(crate) fn unfinished(&self) -> u64 {
-        self.lanes
-            .iter()
-            .map(|lane| {
-                let s = lane.snapshot();
-                s.accepted.saturating_sub(s.finished)
-            })
-            .sum()
+        self.lanes.iter().map(|lane| lane.snapshot().held()).sum()
     }
 
     /// Events finished with so far (handled, dead-lettered or discarded).
@@ -285,9 +279,8 @@ mod tests {
             assert!(lane < 4);
             assert_eq!(sub.lane_for(&event), lane);
         }
-        let lanes: std::collections::HashSet<usize> = (0..8)
-            .map(|_| sub.lane_for(&Event::new("a.b")))
-            .collect();
+        let lanes: std::collections::HashSet<usize> =
+            (0..8).map(|_| sub.lane_for(&Event::new("a.b"))).collect();
         assert_eq!(lanes.len(), 4, "events without subject are spread");
         assert_eq!(shared(1).lane_for(&Event::new("a.b")), 0);
     }
