@@ -14,6 +14,10 @@ use rusqlite::Row;
 pub(crate) const COLUMNS: &str =
     "seq, id, type, source, subject, time, datacontenttype, dataschema, extensions, data";
 
+/// [`COLUMNS`] of the table aliased `e`.
+pub(crate) const COLUMNS_E: &str = "e.seq, e.id, e.type, e.source, e.subject, e.time, \
+    e.datacontenttype, e.dataschema, e.extensions, e.data";
+
 /// The insert statement for [`PendingEvent::bind`]; a stored id makes it a no-op.
 pub(crate) const INSERT: &str = "INSERT INTO events \
     (seq, id, type, source, subject, time, datacontenttype, dataschema, extensions, data) \
@@ -89,27 +93,36 @@ pub(crate) fn nanos_to_time(nanos: i64) -> DateTime<Utc> {
 
 /// Reads a row selected with [`COLUMNS`].
 pub(crate) fn decode(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
-    let seq: i64 = row.get(0)?;
-    let extensions = match row.get_ref(8)?.as_str_or_null()? {
+    decode_at(row, 0)
+}
+
+/// Reads [`COLUMNS`] starting at column `at` of the row.
+pub(crate) fn decode_at(row: &Row<'_>, at: usize) -> rusqlite::Result<StoredEvent> {
+    let seq: i64 = row.get(at)?;
+    let extensions = match row.get_ref(at + 8)?.as_str_or_null()? {
         None => Default::default(),
         Some(text) => serde_json::from_str(text).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, Box::new(e))
+            rusqlite::Error::FromSqlConversionFailure(
+                at + 8,
+                rusqlite::types::Type::Text,
+                Box::new(e),
+            )
         })?,
     };
     let data = row
-        .get_ref(9)?
+        .get_ref(at + 9)?
         .as_blob_or_null()?
         .map(bytes::Bytes::copy_from_slice);
     Ok(StoredEvent {
         offset: seq as u64,
         event: Event {
-            id: row.get(1)?,
-            ty: row.get(2)?,
-            source: row.get(3)?,
-            subject: row.get(4)?,
-            time: Some(nanos_to_time(row.get(5)?)),
-            datacontenttype: row.get(6)?,
-            dataschema: row.get(7)?,
+            id: row.get(at + 1)?,
+            ty: row.get(at + 2)?,
+            source: row.get(at + 3)?,
+            subject: row.get(at + 4)?,
+            time: Some(nanos_to_time(row.get(at + 5)?)),
+            datacontenttype: row.get(at + 6)?,
+            dataschema: row.get(at + 7)?,
             data,
             extensions,
         },

@@ -1,1 +1,34 @@
-//! Placeholder until this crate is built.
+//! The embedded default Pulse event log, on SQLite.
+//!
+//! [`SqliteLog`] implements [`pulse_core::EventLog`] in one file (`<data-dir>/pulse.db`,
+//! WAL mode). Its shape follows from the durability promise, "stored before `append`
+//! returns", at high rates:
+//!
+//! - **one writer thread with group commit** ([`writer`]): all appends waiting when a
+//!   transaction starts share it and its one fsync, so throughput grows with load instead
+//!   of being capped by the disk's fsync rate;
+//! - **readers on their own connections** ([`reader`]) on tokio's blocking pool, so reads
+//!   never wait for the writer and SQLite never runs on a runtime worker;
+//! - **consumer groups** ([`groups`]) reuse pulse-core's `GroupState` and persist only
+//!   what must survive a crash: committed offsets (in batches) and dead letters;
+//! - **retention** ([`retention`]) deletes old events in small steps between commits;
+//! - **versioned schema** ([`schema`]): a file that is not a Pulse log, is corrupt, or
+//!   comes from a newer Pulse is refused and never modified.
+
+mod codec;
+mod dead_letters;
+mod error;
+mod groups;
+mod log;
+pub mod metrics;
+mod options;
+mod reader;
+mod retention;
+mod schema;
+mod stats;
+mod writer;
+
+pub use log::{SqliteLog, DEFAULT_FILE_NAME};
+pub use options::{FsyncPolicy, Retention, SqliteOptions};
+pub use schema::{PULSE_APPLICATION_ID, SCHEMA_VERSION};
+pub use stats::LogStats;

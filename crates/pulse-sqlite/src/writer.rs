@@ -273,18 +273,7 @@ impl Writer {
             )
             .map_err(|e| sqlite_error("cannot record the last offset", e))?;
         }
-        if !offsets.is_empty() {
-            let mut update = tx
-                .prepare_cached(
-                    "UPDATE consumer_groups SET committed = max(committed, ?2) WHERE name = ?1",
-                )
-                .map_err(|e| sqlite_error("cannot prepare the position update", e))?;
-            for (group, offset) in offsets {
-                update
-                    .execute(rusqlite::params![group, *offset as i64])
-                    .map_err(|e| sqlite_error("cannot commit a group position", e))?;
-            }
-        }
+        // Dead letters (ops) first: a position written in this transaction may rely on them.
         for op in ops {
             tx.execute_batch("SAVEPOINT op")
                 .map_err(|e| sqlite_error("cannot start a savepoint", e))?;
@@ -297,6 +286,18 @@ impl Writer {
             tx.execute_batch(end)
                 .map_err(|e| sqlite_error("cannot end a savepoint", e))?;
             replies.writes.push(result);
+        }
+        if !offsets.is_empty() {
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE consumer_groups SET committed = max(committed, ?2) WHERE name = ?1",
+                )
+                .map_err(|e| sqlite_error("cannot prepare the position update", e))?;
+            for (group, offset) in offsets {
+                update
+                    .execute(rusqlite::params![group, *offset as i64])
+                    .map_err(|e| sqlite_error("cannot commit a group position", e))?;
+            }
         }
         tx.commit()
             .map_err(|e| sqlite_error("cannot commit appended events", e))?;

@@ -1,0 +1,11 @@
+//! Integration tests of the SQLite event log: the shared contract suite, crash safety
+//! with a real process, and the behaviour specific to storing on disk.
+
+mod contract;
+mod crash;
+mod dead_letters;
+mod files;
+mod groups;
+mod replay;
+mod retention;
+mod support;
