@@ -52,7 +52,10 @@ pub(crate) fn resolve(conn: &Connection, id: u64) -> Result<u64, LogError> {
 /// Marks a dead letter as handed back to its group.
 pub(crate) fn mark_redriven(conn: &Connection, id: u64) -> Result<u64, LogError> {
     let changed = conn
-        .execute("UPDATE dead_letters SET redriven = 1 WHERE id = ?1", [id as i64])
+        .execute(
+            "UPDATE dead_letters SET redriven = 1 WHERE id = ?1",
+            [id as i64],
+        )
         .map_err(|e| sqlite_error("cannot redrive a dead letter", e))?;
     if changed == 0 {
         return Err(LogError::UnknownDeadLetter(id));
@@ -121,9 +124,11 @@ pub(crate) fn redriven(conn: &Connection) -> Result<Vec<DeadLetter>, LogError> {
 
 /// How many dead letters are stored.
 pub(crate) fn count(conn: &Connection) -> Result<u64, LogError> {
-    conn.query_row("SELECT count(*) FROM dead_letters", [], |r| r.get::<_, i64>(0))
-        .map(|n| n as u64)
-        .map_err(|e| sqlite_error("cannot count dead letters", e))
+    conn.query_row("SELECT count(*) FROM dead_letters", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| n as u64)
+    .map_err(|e| sqlite_error("cannot count dead letters", e))
 }
 
 fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {

@@ -78,7 +78,9 @@ impl Shared {
     ) -> Result<GroupInfo, LogError> {
         validate_group_name(name)?;
         if config.max_deliver == 0 {
-            return Err(LogError::InvalidGroup("max_deliver must be at least 1".into()));
+            return Err(LogError::InvalidGroup(
+                "max_deliver must be at least 1".into(),
+            ));
         }
         let start = match config.start {
             StartPosition::Earliest => 0,
@@ -283,7 +285,12 @@ fn scan(
 }
 
 /// Creates a group at `start` or updates its configuration; returns its committed offset.
-fn upsert(conn: &Connection, name: &str, config: &GroupConfig, start: u64) -> Result<u64, LogError> {
+fn upsert(
+    conn: &Connection,
+    name: &str,
+    config: &GroupConfig,
+    start: u64,
+) -> Result<u64, LogError> {
     let start_text = match config.start {
         StartPosition::Earliest => "earliest",
         StartPosition::Latest => "latest",
@@ -337,7 +344,9 @@ pub(crate) fn restore(conn: &Connection) -> Result<Groups, LogError> {
         let (name, pattern, committed, start, max_deliver, ack_wait_ms) =
             row.map_err(|e| sqlite_error("cannot read a consumer group", e))?;
         let pattern = Pattern::parse(&pattern).map_err(|e| {
-            LogError::Storage(format!("consumer group {name:?} has an invalid pattern: {e}"))
+            LogError::Storage(format!(
+                "consumer group {name:?} has an invalid pattern: {e}"
+            ))
         })?;
         let mut config = GroupConfig::new(pattern);
         config.start = if start == "latest" {

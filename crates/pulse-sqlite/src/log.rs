@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use chrono::Utc;
 use parking_lot::Mutex;
 use pulse_core::{
-    Appended, DeadLetter, Delivery, Event, EventLog, GroupConfig, GroupInfo, LogError,
-    NackOutcome, ReadQuery, StoredEvent,
+    Appended, DeadLetter, Delivery, Event, EventLog, GroupConfig, GroupInfo, LogError, NackOutcome,
+    ReadQuery, StoredEvent,
 };
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -101,7 +101,10 @@ impl SqliteLog {
     /// An existing file is checked read-only first and left untouched when it is not a
     /// Pulse log, is corrupt, or comes from a newer Pulse ([`LogError::Incompatible`]).
     /// An older schema is migrated.
-    pub async fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, LogError> {
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<Self, LogError> {
         let path = path.as_ref().to_owned();
         tokio::task::spawn_blocking(move || Self::open_blocking(&path, options))
             .await
@@ -133,7 +136,14 @@ impl SqliteLog {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let mut wal = file.clone().into_os_string();
         wal.push("-wal");
-        let writer = Writer::new(conn, options.clone(), wal.into(), last_tx, dirty.clone(), lock);
+        let writer = Writer::new(
+            conn,
+            options.clone(),
+            wal.into(),
+            last_tx,
+            dirty.clone(),
+            lock,
+        );
         let writer_thread = std::thread::Builder::new()
             .name("pulse-sqlite-writer".into())
             .spawn(move || writer.run(rx))
@@ -182,7 +192,8 @@ impl SqliteLog {
             FileKind::Pulse(_) => {}
         }
         let readers = Readers::new(file.clone());
-        let (last, groups) = readers.run_blocking(|conn| Ok((last_seq(conn)?, groups::restore(conn)?)))?;
+        let (last, groups) =
+            readers.run_blocking(|conn| Ok((last_seq(conn)?, groups::restore(conn)?)))?;
         let (_tx, last_rx) = watch::channel(last);
         Ok(Self {
             shared: Arc::new(Shared {
@@ -241,9 +252,9 @@ impl SqliteLog {
 
 impl Shared {
     fn writer(&self) -> Result<&mpsc::Sender<Command>, LogError> {
-        self.writer.as_ref().ok_or_else(|| {
-            LogError::Storage(format!("{} is open read-only", self.path.display()))
-        })
+        self.writer
+            .as_ref()
+            .ok_or_else(|| LogError::Storage(format!("{} is open read-only", self.path.display())))
     }
 
     /// Runs `op` in the writer's next transaction and waits for the commit.
@@ -310,7 +321,7 @@ impl EventLog for SqliteLog {
     async fn last_offset(&self) -> Result<u64, LogError> {
         if self.shared.writer.is_none() {
             // Another process may be writing: ask the file.
-            return self.shared.readers.run(|conn| last_seq(conn)).await;
+            return self.shared.readers.run(last_seq).await;
         }
         Ok(*self.shared.last_seq.borrow())
     }
@@ -384,7 +395,10 @@ fn resolve_path(path: &Path, create: bool) -> Result<PathBuf, LogError> {
     };
     if create {
         std::fs::create_dir_all(&dir).map_err(|e| {
-            io_error(&format!("cannot create the data directory {}", dir.display()), e)
+            io_error(
+                &format!("cannot create the data directory {}", dir.display()),
+                e,
+            )
         })?;
     }
     Ok(file)
@@ -400,7 +414,12 @@ fn lock_file(file: &Path) -> Result<std::fs::File, LogError> {
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| io_error(&format!("cannot create the lock file {}", lock_path.display()), e))?;
+        .map_err(|e| {
+            io_error(
+                &format!("cannot create the lock file {}", lock_path.display()),
+                e,
+            )
+        })?;
     match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(lock),
         Err(rustix::io::Errno::WOULDBLOCK) => Err(LogError::Unavailable(format!(

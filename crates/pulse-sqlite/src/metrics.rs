@@ -22,12 +22,32 @@ pub(crate) const WRITE_ERRORS: &str = "pulse_sqlite_write_errors_total";
 /// Describes every metric once, for exporters that show descriptions.
 pub fn describe() {
     use metrics::{describe_counter, describe_histogram, Unit};
-    describe_counter!(APPENDED_EVENTS, Unit::Count, "events stored in the SQLite log");
-    describe_counter!(DUPLICATE_EVENTS, Unit::Count, "appended events whose id was already stored");
+    describe_counter!(
+        APPENDED_EVENTS,
+        Unit::Count,
+        "events stored in the SQLite log"
+    );
+    describe_counter!(
+        DUPLICATE_EVENTS,
+        Unit::Count,
+        "appended events whose id was already stored"
+    );
     describe_counter!(COMMITS, Unit::Count, "write transactions committed");
-    describe_histogram!(COMMIT_SECONDS, Unit::Seconds, "duration of one group commit with its fsync");
-    describe_histogram!(COMMIT_BATCH_EVENTS, Unit::Count, "events in one group commit");
+    describe_histogram!(
+        COMMIT_SECONDS,
+        Unit::Seconds,
+        "duration of one group commit with its fsync"
+    );
+    describe_histogram!(
+        COMMIT_BATCH_EVENTS,
+        Unit::Count,
+        "events in one group commit"
+    );
     describe_counter!(PRUNED_EVENTS, Unit::Count, "events deleted by retention");
-    describe_counter!(DEAD_LETTERED_EVENTS, Unit::Count, "events moved to the dead-letter store");
+    describe_counter!(
+        DEAD_LETTERED_EVENTS,
+        Unit::Count,
+        "events moved to the dead-letter store"
+    );
     describe_counter!(WRITE_ERRORS, Unit::Count, "write transactions that failed");
 }

@@ -90,7 +90,10 @@ impl Readers {
 /// The type filter runs in Rust on the `type` column before the rest of the row is
 /// decoded; the time filter runs in SQLite (`+time` keeps the scan on the offset order
 /// instead of the time index, so memory stays bounded however far the page reaches).
-pub(crate) fn read_page(conn: &Connection, query: &ReadQuery) -> Result<Vec<StoredEvent>, LogError> {
+pub(crate) fn read_page(
+    conn: &Connection,
+    query: &ReadQuery,
+) -> Result<Vec<StoredEvent>, LogError> {
     if query.limit == 0 {
         return Ok(Vec::new());
     }
@@ -115,7 +118,10 @@ pub(crate) fn read_page(conn: &Connection, query: &ReadQuery) -> Result<Vec<Stor
         .query(rusqlite::params![after, since])
         .map_err(|e| sqlite_error("cannot read events", e))?;
     let mut page = Vec::with_capacity(query.limit.min(4096));
-    while let Some(row) = rows.next().map_err(|e| sqlite_error("cannot read events", e))? {
+    while let Some(row) = rows
+        .next()
+        .map_err(|e| sqlite_error("cannot read events", e))?
+    {
         if let Some(pattern) = &query.pattern {
             let ty = row
                 .get_ref(2)

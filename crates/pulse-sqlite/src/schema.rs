@@ -106,8 +106,12 @@ pub(crate) fn inspect(path: &Path) -> Result<FileKind, LogError> {
         )));
     }
     // Catch a damaged schema before writing: every Pulse table must be readable.
-    conn.query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |_| Ok(()))
-        .map_err(|e| incompatible(format!("the database schema cannot be read: {e}")))?;
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+        [],
+        |_| Ok(()),
+    )
+    .map_err(|e| incompatible(format!("the database schema cannot be read: {e}")))?;
     Ok(FileKind::Pulse(version))
 }
 
@@ -121,14 +125,16 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<u32, LogError> {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| sqlite_error("cannot start a migration", e))?;
-        tx.execute_batch(sql)
-            .map_err(|e| sqlite_error(&format!("migration to schema version {version} failed"), e))?;
+        tx.execute_batch(sql).map_err(|e| {
+            sqlite_error(&format!("migration to schema version {version} failed"), e)
+        })?;
         tx.execute_batch(&format!(
             "PRAGMA application_id = {PULSE_APPLICATION_ID}; PRAGMA user_version = {version};"
         ))
         .map_err(|e| sqlite_error("cannot record the schema version", e))?;
-        tx.commit()
-            .map_err(|e| sqlite_error(&format!("migration to schema version {version} failed"), e))?;
+        tx.commit().map_err(|e| {
+            sqlite_error(&format!("migration to schema version {version} failed"), e)
+        })?;
         tracing::info!(version, "event log schema migrated");
     }
     Ok(SCHEMA_VERSION.max(current))

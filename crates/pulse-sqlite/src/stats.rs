@@ -56,7 +56,9 @@ impl LogStats {
         let size = |suffix: &str| {
             let mut p = path.as_os_str().to_owned();
             p.push(suffix);
-            std::fs::metadata(PathBuf::from(p)).map(|m| m.len()).unwrap_or(0)
+            std::fs::metadata(PathBuf::from(p))
+                .map(|m| m.len())
+                .unwrap_or(0)
         };
         Ok(Self {
             path: path.to_owned(),

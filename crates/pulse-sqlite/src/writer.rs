@@ -29,12 +29,15 @@ use crate::retention::Pruner;
 /// the caller, such as a new row id.
 pub(crate) type WriteOp = Box<dyn FnOnce(&Connection) -> Result<u64, LogError> + Send>;
 
+/// Where the result of an append goes.
+pub(crate) type AppendReply = oneshot::Sender<Result<Vec<Appended>, LogError>>;
+
 /// What the writer is asked to do.
 pub(crate) enum Command {
     /// Store events; reply with one result each.
     Append {
         events: Vec<PendingEvent>,
-        reply: oneshot::Sender<Result<Vec<Appended>, LogError>>,
+        reply: AppendReply,
     },
     /// Run `op` in the next transaction; reply with its result once committed.
     Write {
@@ -220,7 +223,7 @@ impl Writer {
 
     fn transaction(
         &mut self,
-        appends: &[(Vec<PendingEvent>, oneshot::Sender<Result<Vec<Appended>, LogError>>)],
+        appends: &[(Vec<PendingEvent>, AppendReply)],
         ops: Vec<WriteOp>,
         offsets: &HashMap<String, u64>,
     ) -> Result<Replies, LogError> {
