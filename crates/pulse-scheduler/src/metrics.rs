@@ -1,0 +1,36 @@
+//! The scheduler's metrics, declared once: names, descriptions and where they are recorded.
+//!
+//! Labels are bounded: `job` is an operator-configured name, `status` one of three values.
+
+use metrics::{counter, describe_counter, describe_histogram, histogram, Unit};
+
+use crate::record::{RunRecord, RunStatus};
+
+/// Runs by job and status (`ok`, `failed`, `missed`).
+pub const JOB_RUNS_TOTAL: &str = "pulse_job_runs_total";
+/// Duration of runs that executed (`ok` or `failed`), by job.
+pub const JOB_DURATION_SECONDS: &str = "pulse_job_duration_seconds";
+
+/// Registers the descriptions of the scheduler's metrics with the installed recorder (call once
+/// after installing the exporter, so `/metrics` has HELP lines before the first run).
+pub fn describe() {
+    describe_counter!(
+        JOB_RUNS_TOTAL,
+        Unit::Count,
+        "Scheduled and manual job runs by job and status (ok, failed, missed)"
+    );
+    describe_histogram!(
+        JOB_DURATION_SECONDS,
+        Unit::Seconds,
+        "Duration of job runs that executed, by job"
+    );
+}
+
+/// Counts a finished run and, if it executed, its duration.
+pub(crate) fn record_run(record: &RunRecord, elapsed_seconds: f64) {
+    counter!(JOB_RUNS_TOTAL, "job" => record.job.clone(), "status" => record.status.as_str())
+        .increment(1);
+    if record.status != RunStatus::Missed {
+        histogram!(JOB_DURATION_SECONDS, "job" => record.job.clone()).record(elapsed_seconds);
+    }
+}

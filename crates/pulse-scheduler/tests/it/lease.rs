@@ -1,0 +1,92 @@
+//! The lease hook: each scheduled tick asks it first; a denied tick leaves no record here, a
+//! failing lease is a failed run, and manual runs do not ask.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Timelike, Utc};
+use parking_lot::Mutex;
+use pulse_scheduler::{JobLease, JobSpec, LeaseError, RunStatus, RunTrigger};
+
+use crate::support::{at, history, run_for, start_with, Probe};
+
+/// Grants odd minutes only, as if another instance took the even ones; remembers every ask.
+#[derive(Default)]
+struct OddMinutes(Mutex<Vec<(String, DateTime<Utc>)>>);
+
+#[async_trait]
+impl JobLease for OddMinutes {
+    async fn try_acquire(&self, job: &str, tick: DateTime<Utc>) -> Result<bool, LeaseError> {
+        self.0.lock().push((job.to_owned(), tick));
+        Ok(tick.minute() % 2 == 1)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_tick_runs_only_where_the_lease_is_acquired() {
+    let lease = Arc::new(OddMinutes::default());
+    let harness = start_with("2026-01-01T00:00:30Z", |b| b.lease(lease.clone()));
+    let probe = Probe::new(&harness.clock, Duration::from_secs(1));
+    harness
+        .scheduler
+        .add(JobSpec::new(
+            "agg",
+            "every 1m".parse().unwrap(),
+            probe.clone(),
+        ))
+        .await
+        .unwrap();
+    run_for(Duration::from_secs(4 * 60)).await; // ticks 00:01 .. 00:04
+
+    let asked: Vec<_> = lease.0.lock().iter().map(|(_, tick)| *tick).collect();
+    let expected: Vec<_> = (1..=4)
+        .map(|m| at(&format!("2026-01-01T00:0{m}:00Z")))
+        .collect();
+    assert_eq!(asked, expected);
+    let ran: Vec<_> = history(&harness.scheduler, "agg")
+        .await
+        .iter()
+        .map(|r| r.scheduled_at.unwrap())
+        .collect();
+    assert_eq!(ran, [expected[0], expected[2]]);
+    assert_eq!(probe.runs().len(), 2);
+
+    // A manual run does not ask the lease.
+    let manual = harness.scheduler.trigger("agg").await.unwrap();
+    assert_eq!(manual.trigger, RunTrigger::Manual);
+    assert_eq!(lease.0.lock().len(), 4);
+}
+
+struct Unreachable;
+
+#[async_trait]
+impl JobLease for Unreachable {
+    async fn try_acquire(&self, _job: &str, _tick: DateTime<Utc>) -> Result<bool, LeaseError> {
+        Err(LeaseError::Backend("connection refused".into()))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_lease_is_a_failed_run() {
+    let harness = start_with("2026-01-01T00:00:30Z", |b| b.lease(Arc::new(Unreachable)));
+    let probe = Probe::new(&harness.clock, Duration::from_secs(1));
+    harness
+        .scheduler
+        .add(JobSpec::new(
+            "agg",
+            "every 1m".parse().unwrap(),
+            probe.clone(),
+        ))
+        .await
+        .unwrap();
+    run_for(Duration::from_secs(60)).await;
+    let records = history(&harness.scheduler, "agg").await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].status, RunStatus::Failed);
+    assert_eq!(
+        records[0].error.as_deref(),
+        Some("could not acquire the job lease: job lease backend failed: connection refused")
+    );
+    assert!(probe.runs().is_empty());
+}
