@@ -1,0 +1,31 @@
+//! Pulse's event log on PostgreSQL, for several Pulse instances sharing one log.
+//!
+//! [`PostgresLog`] implements [`pulse_core::EventLog`] with every piece of state in one
+//! schema of one database, so that instances behind a load balancer act as one bus:
+//!
+//! - **appends** are gap-free and visible in offset order: append transactions are
+//!   serialized by an advisory lock and batched per instance (group commit); see
+//!   the `append` module for why a reader can never skip a late commit;
+//! - **wake-ups** cross instances with `LISTEN/NOTIFY` (the `listen` module);
+//! - **consumer groups** are rows: one group spread over several instances hands each
+//!   event to one of them, keeps one event per subject in flight, and hands a dead
+//!   instance's work to the others ([`group`](crate::group));
+//! - **dead letters** keep the error and attempts and can be redriven;
+//! - **jobs** get a once-per-tick lease and a checkpoint store ([`jobs`](crate::jobs)).
+//!
+//! Migrations are numbered `.sql` files applied under an advisory lock when connecting.
+
+mod append;
+mod codec;
+mod dead_letter;
+mod error;
+pub mod group;
+pub mod jobs;
+mod listen;
+mod log;
+pub mod metrics;
+mod options;
+mod schema;
+
+pub use log::PostgresLog;
+pub use options::PostgresOptions;

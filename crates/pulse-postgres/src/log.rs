@@ -1,0 +1,297 @@
+//! [`PostgresLog`]: the handle one Pulse instance holds on a log shared through
+//! PostgreSQL, and its [`EventLog`] implementation.
+//!
+//! All state lives in the database (events, group positions, per-event delivery state,
+//! dead letters), so any number of handles (instances) on the same schema act as one log.
+//! The handle owns three background tasks, stopped when its last clone is dropped: the
+//! group-commit writer ([`crate::append`]), the LISTEN connection ([`crate::listen`]) and
+//! the heartbeat that tells other instances this one is alive ([`crate::group`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use pulse_core::{
+    Appended, DeadLetter, Delivery, Event, EventLog, GroupConfig, GroupInfo, LogError, NackOutcome,
+    ReadQuery, StoredEvent,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_postgres::{Config, NoTls};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::append::{AppendRequest, Writer};
+use crate::codec::{pattern_regex, stored_event, to_offset, to_sql_offset, EVENT_COLUMNS};
+use crate::error::{self, DbResult};
+use crate::listen::Listener;
+use crate::{schema, PostgresOptions};
+
+/// Append calls queued for the writer task before `append` waits (backpressure).
+const APPEND_QUEUE: usize = 1024;
+
+/// A Pulse instance's handle on an event log in PostgreSQL. Cheap to clone.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), pulse_core::LogError> {
+/// use pulse_core::{Event, EventLog};
+/// use pulse_postgres::{PostgresLog, PostgresOptions};
+/// let log = PostgresLog::connect(
+///     "postgres://postgres@127.0.0.1:5432/postgres",
+///     PostgresOptions::new("pulse"),
+/// )
+/// .await?;
+/// log.append(vec![Event::new("health.reading.heart_rate")]).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PostgresLog {
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// What every clone of a handle shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) pool: Pool,
+    pub(crate) options: PostgresOptions,
+    /// This instance's name in `deliveries.owner` and `instances`.
+    pub(crate) instance: String,
+    pub(crate) tail: Arc<watch::Sender<u64>>,
+    appender: mpsc::Sender<AppendRequest>,
+    pub(crate) stop: CancellationToken,
+    _stop_on_drop: DropGuard,
+}
+
+impl PostgresLog {
+    /// Connects to the database at `url` (a `postgres://` URL or key=value string),
+    /// creates and migrates the schema if needed, and starts the background tasks.
+    pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self, LogError> {
+        options.validate()?;
+        let instance = options
+            .instance
+            .clone()
+            .unwrap_or_else(|| format!("pulse-{:016x}", fastrand::u64(..)));
+        let config = connection_config(url, &options, &instance)?;
+        let (mut client, connection) = config.connect(NoTls).await.db()?;
+        let driver = tokio::spawn(connection);
+        let migrated = schema::migrate(&mut client, &options.schema).await;
+        drop(client);
+        let _ = driver.await;
+        migrated?;
+
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| LogError::Storage(format!("cannot build the connection pool: {e}")))?;
+
+        let last = {
+            let client = pool.get().await.map_err(error::pool)?;
+            crate::group::register_instance(&client, &instance, options.instance.is_some()).await?;
+            let row = client
+                .query_one("SELECT coalesce(max(\"offset\"), 0) FROM events", &[])
+                .await
+                .db()?;
+            to_offset(row.get(0))
+        };
+
+        let tail = Arc::new(watch::Sender::new(last));
+        let stop = CancellationToken::new();
+        let channel = format!("pulse_appends_{}", options.schema);
+        let (appender, requests) = mpsc::channel(APPEND_QUEUE);
+        let writer = Writer {
+            pool: pool.clone(),
+            tail: Arc::clone(&tail),
+            lock_key: schema::lock_key("append", &options.schema),
+            channel: channel.clone(),
+            max_batch: options.max_batch,
+        };
+        tokio::spawn(writer.run(requests));
+        let listener = Listener {
+            config,
+            channel,
+            tail: Arc::clone(&tail),
+            stop: stop.clone(),
+        };
+        tokio::spawn(listener.run());
+        tokio::spawn(crate::group::heartbeat(
+            pool.clone(),
+            instance.clone(),
+            options.heartbeat,
+            stop.clone(),
+        ));
+        tracing::info!(schema = %options.schema, %instance, last, "postgres event log connected");
+        Ok(Self {
+            shared: Arc::new(Shared {
+                pool,
+                options,
+                instance,
+                tail,
+                appender,
+                _stop_on_drop: stop.clone().drop_guard(),
+                stop,
+            }),
+        })
+    }
+
+    /// This instance's name among the instances sharing the log.
+    pub fn instance(&self) -> &str {
+        &self.shared.instance
+    }
+
+    /// The schema holding the log.
+    pub fn schema(&self) -> &str {
+        &self.shared.options.schema
+    }
+
+    /// Leaves the log cleanly: stops the heartbeat and hands this instance's unacknowledged
+    /// deliveries to the other instances at once instead of after the instance timeout.
+    pub async fn close(&self) -> Result<(), LogError> {
+        self.shared.stop.cancel();
+        let client = self.shared.pool.get().await.map_err(error::pool)?;
+        crate::group::deregister_instance(&client, &self.shared.instance).await
+    }
+}
+
+fn connection_config(
+    url: &str,
+    options: &PostgresOptions,
+    instance: &str,
+) -> Result<Config, LogError> {
+    let mut config: Config = url
+        .parse()
+        .map_err(|e| LogError::Incompatible(format!("invalid postgres url: {e}")))?;
+    // Every statement uses unqualified names: the schema is the search path.
+    config.options(format!("-c search_path={}", options.schema));
+    // Operators (and the outage tests) can tell instances apart in pg_stat_activity.
+    config.application_name(format!("pulse:{instance}"));
+    config.connect_timeout(options.connect_timeout);
+    config.keepalives(true);
+    config.keepalives_idle(Duration::from_secs(10));
+    Ok(config)
+}
+
+const READ: &str = "SELECT {cols} FROM events \
+    WHERE \"offset\" > $1 AND ($2::text IS NULL OR type ~ $2) \
+    AND ($3::timestamptz IS NULL OR time >= $3) \
+    ORDER BY \"offset\" LIMIT $4";
+
+#[async_trait]
+impl EventLog for PostgresLog {
+    async fn append(&self, mut events: Vec<Event>) -> Result<Vec<Appended>, LogError> {
+        for (index, event) in events.iter().enumerate() {
+            event
+                .validate()
+                .map_err(|source| LogError::InvalidEvent { index, source })?;
+        }
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = Utc::now();
+        for event in &mut events {
+            event.time.get_or_insert(now);
+        }
+        let (reply, result) = oneshot::channel();
+        self.shared
+            .appender
+            .send(AppendRequest { events, reply })
+            .await
+            .map_err(|_| LogError::Closed)?;
+        result.await.map_err(|_| LogError::Closed)?
+    }
+
+    async fn read(&self, query: ReadQuery) -> Result<Vec<StoredEvent>, LogError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.shared.pool.get().await.map_err(error::pool)?;
+        let statement = client
+            .prepare_cached(&READ.replace("{cols}", EVENT_COLUMNS))
+            .await
+            .db()?;
+        let regex = query.pattern.as_ref().map(pattern_regex);
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                &statement,
+                &[&to_sql_offset(query.after), &regex, &query.since, &limit],
+            )
+            .await
+            .db()?;
+        let events = rows
+            .iter()
+            .map(|row| stored_event(row, 0))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The SQL filters are exact; this only guards against a mismatch between the two.
+        Ok(events.into_iter().filter(|s| query.accepts(s)).collect())
+    }
+
+    async fn last_offset(&self) -> Result<u64, LogError> {
+        let client = self.shared.pool.get().await.map_err(error::pool)?;
+        let statement = client
+            .prepare_cached("SELECT coalesce(max(\"offset\"), 0) FROM events")
+            .await
+            .db()?;
+        let last = to_offset(client.query_one(&statement, &[]).await.db()?.get(0));
+        crate::listen::advance(&self.shared.tail, last);
+        Ok(last)
+    }
+
+    fn watch_appends(&self) -> watch::Receiver<u64> {
+        self.shared.tail.subscribe()
+    }
+
+    async fn ensure_group(&self, name: &str, config: GroupConfig) -> Result<GroupInfo, LogError> {
+        self.shared.ensure_group(name, config).await
+    }
+
+    async fn fetch(&self, group: &str, max: usize) -> Result<Vec<Delivery>, LogError> {
+        self.shared.fetch(group, max).await
+    }
+
+    async fn ack(&self, group: &str, offsets: &[u64]) -> Result<(), LogError> {
+        self.shared.ack(group, offsets).await
+    }
+
+    async fn nack(
+        &self,
+        group: &str,
+        offset: u64,
+        delay: Duration,
+        error: &str,
+    ) -> Result<NackOutcome, LogError> {
+        self.shared.nack(group, offset, delay, error).await
+    }
+
+    async fn groups(&self) -> Result<Vec<GroupInfo>, LogError> {
+        self.shared.group_infos(None).await
+    }
+
+    async fn dead_letters(
+        &self,
+        group: Option<&str>,
+        after_id: u64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, LogError> {
+        self.shared.dead_letters(group, after_id, limit).await
+    }
+
+    async fn redrive(&self, id: u64) -> Result<(), LogError> {
+        self.shared.redrive(id).await
+    }
+
+    async fn flush(&self) -> Result<(), LogError> {
+        // Every group operation commits its own transaction: nothing is held back.
+        Ok(())
+    }
+}

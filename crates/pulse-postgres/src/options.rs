@@ -1,0 +1,114 @@
+//! [`PostgresOptions`]: how a [`PostgresLog`](crate::PostgresLog) connects and behaves.
+//!
+//! The schema is the unit of isolation: every table lives in it, so several logs (or
+//! several test runs) share one database without seeing each other, and every instance
+//! that should share a log names the same schema.
+
+use std::time::Duration;
+
+use pulse_core::LogError;
+
+/// Settings of a [`PostgresLog`](crate::PostgresLog).
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    /// The schema holding the log's tables; created when missing. 1 to 63 characters of
+    /// `[a-z0-9_]`, not starting with a digit.
+    pub schema: String,
+    /// Pooled connections (the LISTEN connection comes on top).
+    pub pool_size: usize,
+    /// This instance's name in the delivery bookkeeping. An instance that reconnects
+    /// under the same name takes back its unacknowledged deliveries at once; `None` picks
+    /// a fresh random name.
+    pub instance: Option<String>,
+    /// How long to wait for a connection, from the pool or from the server.
+    pub connect_timeout: Duration,
+    /// The most events written in one append transaction (group commit).
+    pub max_batch: usize,
+    /// How often this instance records that it is alive.
+    pub heartbeat: Duration,
+    /// After how long without a heartbeat an instance counts as dead: its in-flight
+    /// deliveries go to the other instances without waiting for their ack wait.
+    pub instance_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self::new("pulse")
+    }
+}
+
+impl PostgresOptions {
+    /// Defaults for the log in `schema`: 8 connections, 5 s timeouts, batches of up to
+    /// 8,192 events, a heartbeat every second and instances dead after 3 s of silence.
+    pub fn new(schema: impl Into<String>) -> Self {
+        Self {
+            schema: schema.into(),
+            pool_size: 8,
+            instance: None,
+            connect_timeout: Duration::from_secs(5),
+            max_batch: 8192,
+            heartbeat: Duration::from_secs(1),
+            instance_timeout: Duration::from_secs(3),
+        }
+    }
+
+    /// Checks the settings, naming the first one that is wrong.
+    pub fn validate(&self) -> Result<(), LogError> {
+        let schema = &self.schema;
+        let schema_ok = !schema.is_empty()
+            && schema.len() <= 63
+            && !schema.starts_with(|c: char| c.is_ascii_digit())
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !schema_ok {
+            return Err(invalid(format!(
+                "schema must be 1 to 63 characters of [a-z0-9_] not starting with a digit, got {schema:?}"
+            )));
+        }
+        if self.pool_size == 0 {
+            return Err(invalid("pool_size must be at least 1".into()));
+        }
+        if self.max_batch == 0 {
+            return Err(invalid("max_batch must be at least 1".into()));
+        }
+        if self.heartbeat.is_zero() || self.instance_timeout <= self.heartbeat {
+            return Err(invalid(
+                "instance_timeout must be longer than a non-zero heartbeat".into(),
+            ));
+        }
+        if let Some(name) = &self.instance {
+            if name.is_empty() || name.len() > 128 {
+                return Err(invalid("instance must be 1 to 128 characters".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn invalid(message: String) -> LogError {
+    LogError::Incompatible(format!("invalid postgres options: {message}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_checked() {
+        for good in ["pulse", "t_1", "a"] {
+            assert!(PostgresOptions::new(good).validate().is_ok(), "{good}");
+        }
+        let long = "x".repeat(64);
+        for bad in ["", "1abc", "Pulse", "a-b", "a;drop", long.as_str()] {
+            assert!(PostgresOptions::new(bad).validate().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_instance_timeout_must_exceed_the_heartbeat() {
+        let mut options = PostgresOptions::new("p");
+        options.instance_timeout = options.heartbeat;
+        assert!(options.validate().is_err());
+    }
+}
