@@ -135,7 +135,8 @@ async def test_exhausted_events_become_dead_letters_with_the_error_and_can_be_re
             await asyncio.sleep(0.02)
         assert len(letters) == 1
         letter = letters[0]
-        assert letter.event == poison and letter.group == "mailer" and letter.attempts == 2
+        assert (letter.event.id, letter.event.data, letter.offset) == (poison.id, poison.data, letter.event.offset)
+        assert letter.group == "mailer" and letter.attempts == 2
         assert f"cannot handle {poison.id} yet" in letter.error
         recorder.fail.clear()
         await bus.redrive(letter.id)

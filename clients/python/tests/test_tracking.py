@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from pulse_client.tracking import RecentOffsets, ResumePoint
+from pulse_client.tracking import RecentAcks, ResumePoint
 
 
 def reference_after(start: int | None, delivered: list[int], handled: set[int]) -> int | None:
@@ -77,11 +77,13 @@ def test_latest_start_resumes_before_the_first_delivery() -> None:
     assert point.resume_after == 41
 
 
-def test_recent_offsets_forgets_the_oldest_first() -> None:
-    recent = RecentOffsets(capacity=3)
+def test_recent_acks_forget_the_oldest_first_and_match_on_the_id() -> None:
+    recent = RecentAcks(capacity=3)
     for offset in (5, 6, 6, 7, 8):
-        recent.add(offset)
+        recent.add(offset, f"e{offset}")
     assert len(recent) == 3
-    assert 5 not in recent and all(o in recent for o in (6, 7, 8))
+    assert not recent.contains(5, "e5")
+    assert all(recent.contains(o, f"e{o}") for o in (6, 7, 8))
+    assert not recent.contains(8, "a-new-event-at-a-reused-offset")
     with pytest.raises(ValueError):
-        RecentOffsets(capacity=0)
+        RecentAcks(capacity=0)

@@ -40,7 +40,7 @@ from .errors import (
 )
 from .event import Event
 from .ordering import OrderedScheduler
-from .tracking import RecentOffsets, ResumePoint
+from .tracking import RecentAcks, ResumePoint
 
 __all__ = ["Handler", "Subscription", "SubscriptionStats"]
 
@@ -165,7 +165,7 @@ class Subscription:
         self._heartbeat = heartbeat
         self._drain_timeout = drain_timeout
         self._scheduler = OrderedScheduler(concurrency)
-        self._acked = RecentOffsets()
+        self._acked = RecentAcks()
         self._resume = ResumePoint(after=0 if start == "earliest" else None)
         self._connected = asyncio.Event()
         self._room = asyncio.Event()
@@ -358,7 +358,7 @@ class Subscription:
             if self._stop.is_set():
                 return
             if self.group is not None:
-                if offset in self._acked:
+                if self._acked.contains(offset, event.id):
                     self.stats.duplicates_skipped += 1
                     conn.ack(offset)
                     return
@@ -395,5 +395,5 @@ class Subscription:
         if self.group is None:
             self._resume.handled(offset)
         else:
-            self._acked.add(offset)
+            self._acked.add(offset, event.id)
             conn.ack(offset)

@@ -6,7 +6,7 @@ of order across subjects, so "the last offset handled" is not a safe resume poin
 one is, and the offsets above it let the client skip what it already handled when the
 server sends them again after a reconnect.
 
-`RecentOffsets` (subscriptions with a group) remembers the offsets this process has
+`RecentAcks` (subscriptions with a group) remembers the events this process has
 acknowledged. An ack can be lost with the connection that carried it; the group then
 redelivers the event, and the client acknowledges it again without running the handler
 twice. It is bounded: the oldest entries are forgotten first.
@@ -14,9 +14,9 @@ twice. It is bounded: the oldest entries are forgotten first.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict
 
-__all__ = ["RecentOffsets", "ResumePoint"]
+__all__ = ["RecentAcks", "ResumePoint"]
 
 
 class ResumePoint:
@@ -78,34 +78,35 @@ class ResumePoint:
         return len(self._pending)
 
 
-class RecentOffsets:
-    """A set of the last `capacity` offsets added.
+class RecentAcks:
+    """The last `capacity` (offset, event id) pairs acknowledged.
 
-    >>> r = RecentOffsets(capacity=2)
+    The id is part of the key so that a log that was wiped and reuses offsets cannot make
+    the client skip a new event as a duplicate of an old one.
+
+    >>> r = RecentAcks(capacity=2)
     >>> for offset in (1, 2, 3):
-    ...     r.add(offset)
-    >>> 1 in r, 2 in r, 3 in r
-    (False, True, True)
+    ...     r.add(offset, f"id{offset}")
+    >>> r.contains(1, "id1"), r.contains(2, "id2"), r.contains(3, "id3"), r.contains(3, "other")
+    (False, True, True, False)
     """
 
     def __init__(self, capacity: int = 100_000) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self._capacity = capacity
-        self._order: deque[int] = deque()
-        self._members: set[int] = set()
+        self._ids: OrderedDict[int, str] = OrderedDict()
 
-    def add(self, offset: int) -> None:
-        """Remembers `offset`, forgetting the oldest one when full."""
-        if offset in self._members:
-            return
-        self._order.append(offset)
-        self._members.add(offset)
-        if len(self._order) > self._capacity:
-            self._members.discard(self._order.popleft())
+    def add(self, offset: int, event_id: str) -> None:
+        """Remembers an acknowledged event, forgetting the oldest one when full."""
+        self._ids[offset] = event_id
+        self._ids.move_to_end(offset)
+        if len(self._ids) > self._capacity:
+            self._ids.popitem(last=False)
 
-    def __contains__(self, offset: object) -> bool:
-        return offset in self._members
+    def contains(self, offset: int, event_id: str) -> bool:
+        """Whether this event (same offset, same id) was acknowledged."""
+        return self._ids.get(offset) == event_id
 
     def __len__(self) -> int:
-        return len(self._members)
+        return len(self._ids)
