@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Tests of the Python client (clients/python): type check, unit tests, doctests, and the
+# Tests of the Python client (clients/python): lint, type check, unit tests, doctests, and the
 # tests against a real `pulse serve` (binary: $PULSE_BIN, else built here with cargo).
 # Everything is installed into clients/python/.venv from PyPI; extra arguments go to pytest.
 set -euo pipefail
@@ -17,5 +17,7 @@ venv="$here/.venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$here[test]"
 
 cd "$here"
+"$venv/bin/python" -m ruff format --check src tests
+"$venv/bin/python" -m ruff check src tests
 "$venv/bin/python" -m mypy --strict src tests
 "$venv/bin/python" -m pytest -p no:cacheprovider --doctest-modules --import-mode=importlib src tests "$@"

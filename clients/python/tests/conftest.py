@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
 from support import PulseServer, ServerFactory, pulse_bin
 
 
@@ -27,7 +26,7 @@ def _serve_available(binary: Path) -> str | None:
     return None
 
 
-_SERVE_MISSING: str | None | bool = False
+_SERVE_MISSING: str | bool | None = False
 
 
 @pytest.fixture
@@ -63,5 +62,3 @@ async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
 async def server(make_server: ServerFactory) -> PulseServer:
     """A server with no configuration (open API, embedded log)."""
     return await make_server()
-
-

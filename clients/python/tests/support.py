@@ -46,7 +46,14 @@ class PulseServer:
         self._log: IO[bytes] | None = None
 
     def command(self) -> list[str]:
-        cmd = [str(self.binary), "serve", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}"]
+        cmd = [
+            str(self.binary),
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--listen",
+            f"127.0.0.1:{self.port}",
+        ]
         if self.config is not None:
             cmd += ["--config", str(self.config)]
         return cmd
@@ -63,12 +70,16 @@ class PulseServer:
         async with aiohttp.ClientSession() as session:
             while True:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"pulse serve exited with {self.process.returncode}:\n{self.log_tail()}")
+                    raise RuntimeError(
+                        f"pulse serve exited with {self.process.returncode}:\n{self.log_tail()}"
+                    )
                 try:
-                    async with session.get(self.url + "/healthz", timeout=aiohttp.ClientTimeout(total=1)) as r:
+                    async with session.get(
+                        self.url + "/healthz", timeout=aiohttp.ClientTimeout(total=1)
+                    ) as r:
                         if r.status == 200:
                             return
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                except (TimeoutError, aiohttp.ClientError, OSError):
                     pass
                 if loop.time() > deadline:
                     raise RuntimeError(f"pulse serve not ready after {READY_TIMEOUT}s:\n{self.log_tail()}")

@@ -85,7 +85,9 @@ def test_a_body_that_is_not_pulse_json_keeps_the_status_and_an_excerpt() -> None
 
 
 def test_an_error_frame_from_a_websocket_maps_without_a_status() -> None:
-    err = error_from_payload({"kind": "error", "error": {"code": "forbidden", "message": "subscribe health.>"}})
+    err = error_from_payload(
+        {"kind": "error", "error": {"code": "forbidden", "message": "subscribe health.>"}}
+    )
     assert isinstance(err, ForbiddenError)
     assert err.status is None and err.message == "subscribe health.>"
     odd = error_from_payload({"kind": "error"})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -19,7 +19,7 @@ def test_ids_are_unique_uuidv7_carrying_the_current_time() -> None:
         assert parsed.variant == uuid.RFC_4122
         assert str(parsed) == text
     millis = uuid.UUID(ids[-1]).int >> 80
-    now = datetime.now(timezone.utc).timestamp() * 1000
+    now = datetime.now(UTC).timestamp() * 1000
     assert abs(now - millis) < 60_000
 
 
@@ -40,7 +40,7 @@ def test_json_data_and_every_attribute_round_trip() -> None:
         subject="user-42",
         id="evt-1",
         source="/devices/watch",
-        time=datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=timezone.utc),
+        time=datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC),
         extensions={"traceparent": "00-abc", "priority": 3, "urgent": True},
         dataschema="https://example.org/reading.json",
     )
@@ -102,9 +102,15 @@ def test_times_are_sent_in_utc_and_parsed_with_nanoseconds() -> None:
     local = datetime(2026, 1, 2, 5, 4, 5, tzinfo=timezone(timedelta(hours=2)))
     assert Event(type="a.b", time=local).to_cloudevent()["time"] == "2026-01-02T03:04:05Z"
     parsed = Event.from_cloudevent(
-        {"specversion": "1.0", "id": "1", "source": "s", "type": "a", "time": "2026-01-02T03:04:05.123456789Z"}
+        {
+            "specversion": "1.0",
+            "id": "1",
+            "source": "s",
+            "type": "a",
+            "time": "2026-01-02T03:04:05.123456789Z",
+        }
     )
-    assert parsed.time == datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=timezone.utc)
+    assert parsed.time == datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
     with pytest.raises(ValueError, match="timezone-aware"):
         Event(type="a.b", time=datetime(2026, 1, 2))
 
@@ -120,8 +126,14 @@ def test_times_are_sent_in_utc_and_parsed_with_nanoseconds() -> None:
         ({"specversion": "1.0", "id": "1", "source": "s"}, "`type`"),
         ({"specversion": "1.0", "id": 1, "source": "s", "type": "a"}, "must be a string"),
         ({"specversion": "1.0", "id": "1", "source": "s", "type": "a", "time": "yesterday"}, "RFC 3339"),
-        ({"specversion": "1.0", "id": "1", "source": "s", "type": "a", "time": "2026-01-02T03:04:05"}, "UTC offset"),
-        ({"specversion": "1.0", "id": "1", "source": "s", "type": "a", "data": 1, "data_base64": "AA=="}, "both"),
+        (
+            {"specversion": "1.0", "id": "1", "source": "s", "type": "a", "time": "2026-01-02T03:04:05"},
+            "UTC offset",
+        ),
+        (
+            {"specversion": "1.0", "id": "1", "source": "s", "type": "a", "data": 1, "data_base64": "AA=="},
+            "both",
+        ),
         ({"specversion": "1.0", "id": "1", "source": "s", "type": "a", "data_base64": "!!"}, "base64"),
         ({"specversion": "1.0", "id": "1", "source": "s", "type": "a", "ratio": 0.5}, "extension"),
     ],

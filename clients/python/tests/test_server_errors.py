@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from support import PulseServer, ServerFactory, free_port
+from support import PulseServer, ServerFactory, eventually, free_port
 
 from pulse_client import (
     AuthError,
@@ -86,7 +86,9 @@ async def test_keys_are_checked(make_server: ServerFactory) -> None:
         assert len([e async for e in admin.events()]) == 1
 
 
-async def test_a_subscription_with_a_bad_key_stops_run_with_the_servers_error(make_server: ServerFactory) -> None:
+async def test_a_subscription_with_a_bad_key_stops_run_with_the_servers_error(
+    make_server: ServerFactory,
+) -> None:
     server = await make_server(KEYS)
 
     async def handler(event: Event) -> None:
@@ -102,6 +104,26 @@ async def test_a_subscription_with_a_bad_key_stops_run_with_the_servers_error(ma
         with pytest.raises(ForbiddenError) as forbidden:
             await asyncio.wait_for(bus.run(), 30)
         assert "subscribe" in forbidden.value.message
+
+
+async def test_a_subscription_with_a_good_key_receives_events(make_server: ServerFactory) -> None:
+    server = await make_server(KEYS)
+    seen: list[Event] = []
+
+    async def handler(event: Event) -> None:
+        seen.append(event)
+
+    async with EventBus(server.url, api_key=ADMIN_KEY) as bus:
+        sub = bus.subscribe("health.>", handler, group="g")
+        runner = asyncio.create_task(bus.run())
+        await asyncio.wait_for(sub.wait_connected(), 30)
+        async with EventBus(server.url, api_key=INGEST_KEY) as ingest:
+            event = Event(type="health.pulse", data=1)
+            await ingest.publish(event)
+        await eventually(lambda: len(seen) == 1, "the event")
+        assert seen[0].id == event.id
+        await bus.close()
+        await runner
 
 
 async def test_a_bad_pattern_stops_run(server: PulseServer) -> None:

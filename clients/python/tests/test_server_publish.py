@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import asyncio
+from datetime import UTC, datetime, timedelta
 
-from support import PulseServer
+from support import PulseServer, ServerFactory, eventually
 
 from pulse_client import Event, EventBus
 
@@ -15,7 +16,7 @@ async def test_publish_returns_increasing_offsets_and_replay_returns_the_events(
             type="health.reading.heart_rate",
             data={"value": 72, "unit": "/min"},
             subject="user-1",
-            time=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+            time=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
             extensions={"traceparent": "00-abc"},
         )
         second = Event(type="health.reading.steps", data=b"\x00\x01binary", subject="user-2")
@@ -65,3 +66,33 @@ async def test_replay_pages_filter_by_pattern_and_after(server: PulseServer) -> 
         rest = [e async for e in bus.events("x.*", after=page.next_after)]
         assert [e.offset for e in page.events + rest] == offsets[1::2]
         assert [e async for e in bus.events("z.>")] == []
+
+
+async def test_replay_since_a_time(server: PulseServer) -> None:
+    async with EventBus(server.url) as bus:
+        old = Event(type="s.t", data=1, time=datetime(2020, 1, 1, tzinfo=UTC))
+        new = Event(type="s.t", data=2, time=datetime(2030, 1, 1, tzinfo=UTC))
+        await bus.publish_batch([old, new])
+        assert [e.id async for e in bus.events("s.t", since=datetime(2025, 1, 1, tzinfo=UTC))] == [new.id]
+        later = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(days=1)
+        assert [e async for e in bus.events("s.t", since=later)] == []
+
+
+async def test_memory_events_have_no_offset_and_reach_live_subscribers(make_server: ServerFactory) -> None:
+    server = await make_server('[[durability]]\npattern = "debug.>"\nmode = "memory"\n')
+    seen: list[Event] = []
+
+    async def handler(event: Event) -> None:
+        seen.append(event)
+
+    async with EventBus(server.url) as bus:
+        sub = bus.subscribe("debug.>", handler, start="latest")
+        runner = asyncio.create_task(bus.run())
+        await asyncio.wait_for(sub.wait_connected(), 30)
+        event = Event(type="debug.trace", data={"span": 1})
+        assert await bus.publish(event) is None
+        await eventually(lambda: len(seen) == 1, "the memory event")
+        assert seen[0].id == event.id and seen[0].offset is None
+        assert [e async for e in bus.events("debug.>")] == []  # never stored
+        await bus.close()
+        await runner

@@ -20,7 +20,10 @@ SUBJECTS = 5
 
 
 def batch(start: int, count: int) -> list[Event]:
-    return [Event(type="vitals.sample", data={"n": n}, subject=f"patient-{n % SUBJECTS}") for n in range(start, start + count)]
+    return [
+        Event(type="vitals.sample", data={"n": n}, subject=f"patient-{n % SUBJECTS}")
+        for n in range(start, start + count)
+    ]
 
 
 class Handled:
@@ -80,7 +83,11 @@ async def test_a_new_process_resumes_from_the_committed_offset_after_a_graceful_
     # Everything up to the committed offset was handled; the group keeps only that offset,
     # so events acknowledged above it (other subjects ran ahead) may come again.
     handled_ids = set(first.ids)
-    assert all(e.id in handled_ids for e, o in zip(published, offsets) if o is not None and o <= committed)
+    assert all(
+        e.id in handled_ids
+        for e, o in zip(published, offsets, strict=True)
+        if o is not None and o <= committed
+    )
     assert committed >= 1
     await server.restart(signal.SIGTERM)
     second = Handled()

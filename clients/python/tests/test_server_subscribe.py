@@ -68,7 +68,7 @@ async def test_a_group_receives_everything_in_order_per_subject_and_acks(server:
             by_subject[event.subject].append(event.offset)
             assert event.attempt == 1
         for subject, seen_offsets in by_subject.items():
-            expected = [o for o, e in zip(offsets, before + after) if e.subject == subject]
+            expected = [o for o, e in zip(offsets, before + after, strict=True) if e.subject == subject]
             assert seen_offsets == expected, subject
 
         async def all_acked() -> bool:
@@ -135,7 +135,11 @@ async def test_exhausted_events_become_dead_letters_with_the_error_and_can_be_re
             await asyncio.sleep(0.02)
         assert len(letters) == 1
         letter = letters[0]
-        assert (letter.event.id, letter.event.data, letter.offset) == (poison.id, poison.data, letter.event.offset)
+        assert (letter.event.id, letter.event.data, letter.offset) == (
+            poison.id,
+            poison.data,
+            letter.event.offset,
+        )
         assert letter.group == "mailer" and letter.attempts == 2
         assert f"cannot handle {poison.id} yet" in letter.error
         recorder.fail.clear()
@@ -146,7 +150,9 @@ async def test_exhausted_events_become_dead_letters_with_the_error_and_can_be_re
         await runner
 
 
-async def test_without_a_group_a_tail_from_earliest_sees_old_and_new_events_in_order(server: PulseServer) -> None:
+async def test_without_a_group_a_tail_from_earliest_sees_old_and_new_events_in_order(
+    server: PulseServer,
+) -> None:
     recorder = Recorder()
     async with EventBus(server.url) as bus:
         old = await bus.publish_batch([Event(type="t.x", data=n) for n in range(5)])

@@ -7,7 +7,6 @@ The aiohttp session is created lazily, inside the running event loop.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
@@ -68,19 +67,28 @@ class HttpTransport:
         body: bytes | None = None,
         content_type: str | None = None,
         expected: tuple[int, ...] = (200,),
+        timeout: float | None = None,
     ) -> Any:
-        """Sends one request; returns the decoded JSON body (None when empty)."""
+        """Sends one request; returns the decoded JSON body (None when empty).
+
+        `timeout` (seconds) replaces the transport's default for this request.
+        """
         headers = dict(self._headers)
         if content_type is not None:
             headers["Content-Type"] = content_type
         url = self.base_url + path
         try:
             async with self._get_session().request(
-                method, url, params=_clean(params), data=body, headers=headers, timeout=self._timeout
+                method,
+                url,
+                params=_clean(params),
+                data=body,
+                headers=headers,
+                timeout=self._timeout if timeout is None else aiohttp.ClientTimeout(total=timeout),
             ) as response:
                 raw = await response.read()
                 status = response.status
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
+        except (TimeoutError, aiohttp.ClientError, OSError) as err:
             raise TransportError(
                 f"{method} {path} failed: {type(err).__name__}: {err}".rstrip(": "),
                 code="transport",
@@ -111,7 +119,7 @@ class HttpTransport:
             )
         except aiohttp.WSServerHandshakeError as err:
             raise await self._explain_handshake(err.status, path, params) from err
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
+        except (TimeoutError, aiohttp.ClientError, OSError) as err:
             raise TransportError(
                 f"WebSocket {path} failed: {type(err).__name__}: {err}".rstrip(": "),
                 code="transport",
@@ -144,7 +152,7 @@ class HttpTransport:
                     return fallback  # accepted this time: the refusal was transient
                 raw = await response.read()
                 return error_from_response(response.status, raw)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             return fallback
 
     async def close(self) -> None:

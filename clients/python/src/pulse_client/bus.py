@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from urllib.parse import quote
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal
+from urllib.parse import quote
 
 import aiohttp
 
@@ -30,6 +30,9 @@ __all__ = ["EventBus"]
 logger = logging.getLogger("pulse_client")
 
 _STRUCTURED = "application/cloudevents+json"
+_PUBLISH_BACKOFF = Backoff(initial=0.2, maximum=2.0)
+_RECONNECT_BACKOFF = Backoff(initial=0.1, maximum=30.0)
+_RETRY_BACKOFF = Backoff(initial=1.0, maximum=60.0, jitter=0.0)
 _BATCH = "application/cloudevents-batch+json"
 
 
@@ -38,7 +41,7 @@ def _rfc3339(value: datetime | str | None) -> str | None:
         return value
     if value.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware (for example datetime.now(timezone.utc))")
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _list(body: Any, name: str) -> list[Any]:
@@ -72,8 +75,8 @@ class EventBus:
         *,
         timeout: float = 10.0,
         publish_attempts: int = 3,
-        publish_backoff: Backoff = Backoff(initial=0.2, maximum=2.0),
-        reconnect_backoff: Backoff = Backoff(initial=0.1, maximum=30.0),
+        publish_backoff: Backoff = _PUBLISH_BACKOFF,
+        reconnect_backoff: Backoff = _RECONNECT_BACKOFF,
         heartbeat: float | None = 20.0,
         drain_timeout: float = 30.0,
         session: aiohttp.ClientSession | None = None,
@@ -139,7 +142,9 @@ class EventBus:
                 await asyncio.sleep(delay)
         results = _list(body, "events")
         if len(results) != count:
-            raise ProtocolError(f"sent {count} events, the server answered for {len(results)}", code="protocol")
+            raise ProtocolError(
+                f"sent {count} events, the server answered for {len(results)}", code="protocol"
+            )
         offsets: list[int | None] = []
         for result in results:
             offset = result.get("offset") if isinstance(result, dict) else None
@@ -159,7 +164,7 @@ class EventBus:
         max_unacked: int = 100,
         start: Literal["earliest", "latest"] = "earliest",
         concurrency: int | None = None,
-        retry: Backoff = Backoff(initial=1.0, maximum=60.0, jitter=0.0),
+        retry: Backoff = _RETRY_BACKOFF,
         reconnect: Backoff | None = None,
     ) -> Subscription:
         """Registers `handler` for events whose type matches `pattern`.
@@ -317,9 +322,13 @@ class EventBus:
         body = await self._transport.request("GET", "/v1/jobs")
         return _list(body, "jobs")
 
-    async def run_job(self, name: str) -> dict[str, Any]:
-        """Runs an aggregation job now and returns its run record."""
-        body = await self._transport.request("POST", f"/v1/jobs/{quote(name, safe='')}/run", expected=(200, 202))
+    async def run_job(self, name: str, *, timeout: float = 600.0) -> dict[str, Any]:
+        """Runs an aggregation job now and returns its run record once it is done.
+
+        `timeout` (seconds) bounds the wait; a job can take longer than an ordinary request.
+        """
+        path = f"/v1/jobs/{quote(name, safe='')}/run"
+        body = await self._transport.request("POST", path, expected=(200, 202), timeout=timeout)
         run = body.get("run") if isinstance(body, dict) else None
         if not isinstance(run, dict):
             raise ProtocolError("the answer has no `run` object", code="protocol")

@@ -16,7 +16,7 @@ import re
 import time as _time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
@@ -79,7 +79,7 @@ def _is_json_content_type(content_type: str | None) -> bool:
 
 
 def _format_time(value: datetime) -> str:
-    text = value.astimezone(timezone.utc).isoformat()
+    text = value.astimezone(UTC).isoformat()
     return text.removesuffix("+00:00") + "Z"
 
 
@@ -135,9 +135,7 @@ class Event:
             if name in _RESERVED:
                 raise ValueError(f"extension `{name}` is a reserved attribute name")
             if not isinstance(value, (str, int, bool)):
-                raise TypeError(
-                    f"extension `{name}` must be a str, int or bool, got {type(value).__name__}"
-                )
+                raise TypeError(f"extension `{name}` must be a str, int or bool, got {type(value).__name__}")
 
     def to_cloudevent(self) -> dict[str, Any]:
         """The event in the CloudEvents JSON format (structured mode), as a dict."""
@@ -179,7 +177,7 @@ class Event:
         rest = dict(value)
         version = rest.pop("specversion", None)
         if version != SPEC_VERSION:
-            raise ValueError(f"`specversion` {version!r} is not supported, use \"1.0\"")
+            raise ValueError(f'`specversion` {version!r} is not supported, use "1.0"')
         ident = _required_str(rest, "id")
         source = _required_str(rest, "source")
         event_type = _required_str(rest, "type")

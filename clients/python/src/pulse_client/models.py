@@ -20,7 +20,7 @@ __all__ = ["Aggregate", "DeadLetter", "EventPage", "GroupInfo"]
 
 def _field(row: Mapping[str, Any], name: str, kind: type | tuple[type, ...], what: str) -> Any:
     value = row.get(name)
-    if not isinstance(value, kind) or isinstance(value, bool) and bool not in _as_tuple(kind):
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
         raise ProtocolError(f"{what}: field `{name}` is missing or has the wrong type", code="protocol")
     return value
 

@@ -124,7 +124,7 @@ class _Connection:
         self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(self._writer), flush_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             logger.warning("acks not flushed within %.1fs, the server will redeliver them", flush_timeout)
         self._writer.cancel()
         await asyncio.gather(self._writer, return_exceptions=True)
@@ -171,6 +171,7 @@ class Subscription:
         self._room = asyncio.Event()
         self._stop = asyncio.Event()
         self._memory_keys = itertools.count()
+        self._got_event = False
 
     def __repr__(self) -> str:
         return f"Subscription(pattern={self.pattern!r}, group={self.group!r})"
@@ -245,41 +246,48 @@ class Subscription:
             logger.warning("cannot subscribe to %s (%s), retrying in %.2fs", self.pattern, err, delay)
         try:
             await asyncio.wait_for(self._stop.wait(), delay)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def _drain(self, conn: _Connection) -> None:
         """Lets running handlers finish (bounded), sends their acks, closes."""
         try:
             await asyncio.wait_for(self._scheduler.join(), self._drain_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             logger.warning("handlers still running after %.1fs, cancelling them", self._drain_timeout)
             await self._scheduler.cancel()
         await conn.close(flush_timeout=self._drain_timeout)
 
     async def _serve(self, conn: _Connection) -> bool:
         """Reads frames until the connection ends or `stop` is set; True if events came."""
+        self._got_event = False
+        reader = asyncio.create_task(self._read(conn), name="pulse-client-ws-reader")
         stopped = asyncio.create_task(self._stop.wait())
-        got_event = False
         try:
-            while True:
-                receive = asyncio.create_task(conn.ws.receive())
-                done, _ = await asyncio.wait({receive, stopped}, return_when=asyncio.FIRST_COMPLETED)
-                if receive not in done:
-                    receive.cancel()
-                    await asyncio.gather(receive, return_exceptions=True)
-                    return got_event
-                message = receive.result()
-                if message.type != aiohttp.WSMsgType.TEXT:
-                    if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
-                                        aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                        return got_event
-                    continue
-                if self._on_frame(conn, message.data):
-                    got_event = True
-                    await self._wait_for_room()
+            await asyncio.wait({reader, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done():
+                reader.result()  # raises a fatal server error
         finally:
             stopped.cancel()
+            reader.cancel()
+            await asyncio.gather(reader, stopped, return_exceptions=True)
+        return self._got_event
+
+    async def _read(self, conn: _Connection) -> None:
+        closing = (
+            aiohttp.WSMsgType.CLOSE,
+            aiohttp.WSMsgType.CLOSING,
+            aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.ERROR,
+        )
+        while True:
+            message = await conn.ws.receive()
+            if message.type == aiohttp.WSMsgType.TEXT:
+                if self._on_frame(conn, message.data):
+                    self._got_event = True
+                    await self._wait_for_room()
+            elif message.type in closing:
+                return
 
     async def _wait_for_room(self) -> None:
         # Bounds client memory; in group mode the server's max_unacked bounds it already.
@@ -380,14 +388,20 @@ class Subscription:
             if self.group is None:
                 logger.error(
                     "handler failed for %s offset %d (no group, not redelivered): %s",
-                    event.type, offset, type(exc).__name__,
+                    event.type,
+                    offset,
+                    type(exc).__name__,
                 )
                 self._resume.handled(offset)
                 return
             delay = self._retry.delay(event.attempt or 1)
             logger.warning(
                 "handler failed for %s offset %d attempt %s, redelivery in %.2fs: %s",
-                event.type, offset, event.attempt, delay, type(exc).__name__,
+                event.type,
+                offset,
+                event.attempt,
+                delay,
+                type(exc).__name__,
             )
             conn.nack(offset, delay, text)
             return
