@@ -1,9 +1,127 @@
-//! Not built yet.
+//! `pulse aggregate`: windowed statistics of health readings, from a file or SQLite table
+//! to a file or SQLite table, optionally incremental (`--state`).
+//!
+//! This module only wires arguments to [`pulse_batch::run`]; it adds the progress bar
+//! (on a terminal only) and the one-line summary.
 
-/// Arguments.
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use pulse_batch::progress::Progress;
+use pulse_batch::reading::RejectReason;
+use pulse_batch::sink::Output;
+use pulse_batch::source::Input;
+use pulse_batch::window::WindowSet;
+use pulse_batch::{Job, Summary};
+
+/// Arguments of `pulse aggregate`.
 #[derive(clap::Args)]
-pub(crate) struct AggregateArgs {}
+pub(crate) struct AggregateArgs {
+    /// Readings: a .csv or .jsonl file, or sqlite:PATH?table=NAME.
+    #[arg(long, env = "PULSE_AGGREGATE_INPUT")]
+    input: String,
+    /// Comma-separated tumbling windows, e.g. 5m,1h,1d (1d is a calendar day in --tz).
+    #[arg(long, env = "PULSE_AGGREGATE_WINDOW")]
+    window: String,
+    /// Aggregates: a .jsonl or .csv file, or sqlite:PATH (merged by key with what it holds).
+    #[arg(long, env = "PULSE_AGGREGATE_OUTPUT")]
+    output: String,
+    /// IANA time zone that calendar days (1d) follow.
+    #[arg(long, default_value = "UTC", env = "PULSE_AGGREGATE_TZ")]
+    tz: String,
+    /// Incremental state, sqlite:PATH: later runs read only new input and merge it in.
+    #[arg(long, env = "PULSE_AGGREGATE_STATE")]
+    state: Option<String>,
+    /// Write every rejected reading here, one JSON object per line.
+    #[arg(long)]
+    rejects: Option<PathBuf>,
+    /// Recompute from scratch, discarding stored state and checkpoints.
+    #[arg(long)]
+    full: bool,
+    /// Worker threads for file inputs (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
 
-pub(crate) fn run(_args: AggregateArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+fn job(args: &AggregateArgs) -> anyhow::Result<Job> {
+    let input = Input::parse(&args.input)?;
+    let output = Output::parse(&args.output)?;
+    let windows = WindowSet::parse(&args.window, &args.tz)?;
+    let mut job = Job::new(input, windows, output);
+    if let Some(state) = &args.state {
+        let path = state
+            .strip_prefix("sqlite:")
+            .filter(|p| !p.is_empty())
+            .with_context(|| format!("--state {state:?}: expected sqlite:PATH"))?;
+        job.state = Some(PathBuf::from(path));
+    }
+    job.rejects = args.rejects.clone();
+    job.full = args.full;
+    if let Some(threads) = args.threads {
+        anyhow::ensure!(threads > 0, "--threads must be at least 1");
+        job.threads = threads;
+    }
+    Ok(job)
+}
+
+/// Draws a progress bar on stderr while `done` is false.
+fn spawn_bar(progress: Arc<Progress>, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let bar = indicatif::ProgressBar::new(progress.total_bytes().max(1));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {percent:>3}% {msg} eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let started = std::time::Instant::now();
+        while !done.load(Ordering::Relaxed) {
+            bar.set_length(progress.total_bytes().max(1));
+            bar.set_position(progress.bytes());
+            let rate = progress.rows() as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            bar.set_message(format!("{} rows, {:.0} rows/s", progress.rows(), rate));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bar.finish_and_clear();
+    })
+}
+
+fn summary_line(summary: &Summary) -> String {
+    let reasons: Vec<String> = RejectReason::ALL
+        .iter()
+        .filter(|r| summary.counts.rejected(**r) > 0)
+        .map(|r| format!("{} {}", r.code(), summary.counts.rejected(*r)))
+        .collect();
+    let detail = if reasons.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", reasons.join(", "))
+    };
+    format!(
+        "read {} rows, rejected {}{detail}, wrote {} windows ({} updated) in {:.2} s",
+        summary.counts.rows,
+        summary.counts.rejected_total(),
+        summary.windows_written,
+        summary.keys_updated,
+        summary.seconds
+    )
+}
+
+pub(crate) fn run(args: AggregateArgs) -> anyhow::Result<()> {
+    let job = job(&args)?;
+    let progress = Arc::new(Progress::new());
+    let done = Arc::new(AtomicBool::new(false));
+    let bar = std::io::stderr()
+        .is_terminal()
+        .then(|| spawn_bar(Arc::clone(&progress), Arc::clone(&done)));
+    let result = pulse_batch::run(&job, &progress);
+    done.store(true, Ordering::Relaxed);
+    if let Some(bar) = bar {
+        let _ = bar.join();
+    }
+    let summary = result?;
+    println!("{}", summary_line(&summary));
+    Ok(())
 }

@@ -1,0 +1,95 @@
+//! Why a batch run failed. A rejected reading is not an error (see
+//! [`crate::reading::RejectReason`]); these are the failures that stop a run before it
+//! commits anything.
+
+use std::path::PathBuf;
+
+/// Why a batch run, or setting one up, failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatchError {
+    /// A window list or time zone is not valid.
+    #[error("invalid window: {0}")]
+    InvalidWindow(String),
+    /// An input, output or state specification is not valid.
+    #[error("invalid specification: {0}")]
+    InvalidSpec(String),
+    /// The input cannot be used (missing columns, unknown table, ...).
+    #[error("invalid input {path}: {reason}")]
+    InvalidInput {
+        /// The input.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{action} {path}: {error}")]
+    Io {
+        /// What was being done, e.g. "cannot read".
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// A SQLite database failed.
+    #[error("sqlite {path}: {error}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        error: rusqlite::Error,
+    },
+    /// The stored state does not belong to this job or is damaged.
+    #[error("state {path}: {reason}")]
+    State {
+        /// The state database.
+        path: PathBuf,
+        /// What does not match.
+        reason: String,
+    },
+    /// The input changed in a way an incremental run cannot follow (rewritten, truncated).
+    #[error("input {path} changed since the last run ({reason}); run with --full to recompute")]
+    InputChanged {
+        /// The input.
+        path: String,
+        /// What changed.
+        reason: String,
+    },
+    /// More distinct users than one run can hold.
+    #[error("more than {0} distinct users in one run")]
+    TooManyUsers(usize),
+    /// Reading the event log failed.
+    #[error("event log: {0}")]
+    Log(pulse_core::LogError),
+    /// A worker thread panicked (a bug); nothing was committed.
+    #[error("aggregation worker failed: {0}")]
+    Worker(String),
+}
+
+impl BatchError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        BatchError::Io {
+            action,
+            path: path.into(),
+            error: source,
+        }
+    }
+
+    pub(crate) fn sqlite(path: impl Into<PathBuf>, source: rusqlite::Error) -> Self {
+        BatchError::Sqlite {
+            path: path.into(),
+            error: source,
+        }
+    }
+}
+
+impl From<pulse_core::LogError> for BatchError {
+    fn from(e: pulse_core::LogError) -> Self {
+        BatchError::Log(e)
+    }
+}
