@@ -3,6 +3,7 @@
 
 mod common;
 mod incremental;
+mod log_source;
 mod properties;
 mod rejections;
 mod time_zones;

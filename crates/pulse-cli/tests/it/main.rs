@@ -1,0 +1,3 @@
+//! Integration tests of the `pulse` binary, one module per command.
+
+mod aggregate_cli;
