@@ -51,7 +51,7 @@ _RESERVED = frozenset(
         "specversion",
     }
 )
-# Python's ISO parser keeps at most microseconds; the server may send nanoseconds.
+# Some Python ISO parsers refuse more than microseconds; the server may send nanoseconds.
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
@@ -85,9 +85,12 @@ def _format_time(value: datetime) -> str:
 
 def _parse_time(text: str) -> datetime:
     try:
-        parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", text))
-    except ValueError as err:
-        raise ValueError(f"`time` {text!r} is not an RFC 3339 timestamp") from err
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", text))
+        except ValueError as err:
+            raise ValueError(f"`time` {text!r} is not an RFC 3339 timestamp") from err
     if parsed.tzinfo is None:
         raise ValueError(f"`time` {text!r} has no UTC offset")
     return parsed
