@@ -207,3 +207,55 @@ async def test_close_waits_for_running_handlers_and_their_acks_reach_the_server(
         assert [e.id for e in again] == [marker.id]
         await second.close()
         await runner2
+
+
+async def test_no_more_than_max_unacked_deliveries_are_outstanding(server: PulseServer) -> None:
+    release = asyncio.Event()
+    active = 0
+    peak = 0
+    done = 0
+
+    async def blocking(event: Event) -> None:
+        nonlocal active, peak, done
+        active += 1
+        peak = max(peak, active)
+        await release.wait()
+        active -= 1
+        done += 1
+
+    async with EventBus(server.url) as bus:
+        await bus.publish_batch([Event(type="bound.x", data=n, subject=f"s{n}") for n in range(30)])
+        bus.subscribe("bound.>", blocking, group="bounded", max_unacked=5, concurrency=20)
+        runner = await run_in_background(bus)
+        await eventually(lambda: active == 5, "five handlers running")
+        for _ in range(20):
+            await asyncio.sleep(0.01)  # room for a sixth delivery, which must not come
+        assert active == 5
+        release.set()
+        await eventually(lambda: done == 30, "all thirty handled")
+        assert peak == 5
+        await bus.close()
+        await runner
+
+
+async def test_without_a_group_a_failing_handler_is_logged_and_the_tail_goes_on(
+    server: PulseServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[int] = []
+
+    async def handler(event: Event) -> None:
+        if event.data == 2:
+            raise ValueError("secret-payload-must-not-be-logged")
+        seen.append(event.data)
+
+    async with EventBus(server.url) as bus:
+        await bus.publish_batch([Event(type="tail.x", data=n, subject="one") for n in range(5)])
+        sub = bus.subscribe("tail.>", handler, start="earliest")
+        runner = await run_in_background(bus)
+        await eventually(lambda: len(seen) == 4, "the other events")
+        assert seen == [0, 1, 3, 4]
+        assert sub.stats.failed == 1
+        await bus.close()
+        await runner
+    assert any("handler failed" in r.getMessage() for r in caplog.records)
+    assert all("secret-payload" not in r.getMessage() for r in caplog.records)
