@@ -123,3 +123,30 @@ async def test_a_tail_without_group_resumes_after_the_last_handled_offset(server
         assert sub.stats.reconnects >= 1
         await bus.close()
         await runner
+
+
+async def test_close_while_the_server_is_down_lets_running_handlers_finish(server: PulseServer) -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+    finished: list[str] = []
+
+    async def slow(event: Event) -> None:
+        started.set()
+        await release.wait()
+        finished.append(event.id)
+
+    bus = EventBus(server.url, reconnect_backoff=FAST_RECONNECT)
+    event = Event(type="vitals.slow", data=1)
+    await bus.publish(event)
+    sub = bus.subscribe("vitals.>", slow, group="slow")
+    runner = asyncio.create_task(bus.run())
+    await asyncio.wait_for(started.wait(), 30)
+    await server.stop(signal.SIGKILL)
+    await eventually(lambda: not sub.connected, "the connection to drop")
+    closing = asyncio.create_task(bus.close())
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # waiting for the running handler, not cancelling it
+    release.set()
+    await asyncio.wait_for(closing, 30)
+    await asyncio.wait_for(runner, 30)
+    assert finished == [event.id]

@@ -226,15 +226,17 @@ class Subscription:
                 finally:
                     self._connected.clear()
                     if stop.is_set():
-                        await self._drain(conn)
-                    else:
-                        await conn.close(flush_timeout=1.0)
+                        await self._join_handlers()
+                    await conn.close(flush_timeout=self._drain_timeout if stop.is_set() else 1.0)
                 if stop.is_set():
                     break
                 if got_event or loop.time() - opened >= _STABLE_SECONDS:
                     failures = 0
                 failures += 1
                 await self._pause(failures, None)
+            # Stopped while disconnected: running handlers still finish (their acks are
+            # lost with the connection, so the group redelivers those events).
+            await self._join_handlers()
         finally:
             await self._scheduler.cancel()
 
@@ -249,14 +251,13 @@ class Subscription:
         except TimeoutError:
             pass
 
-    async def _drain(self, conn: _Connection) -> None:
-        """Lets running handlers finish (bounded), sends their acks, closes."""
+    async def _join_handlers(self) -> None:
+        """Lets running handlers finish, bounded by the drain timeout, then cancels the rest."""
         try:
             await asyncio.wait_for(self._scheduler.join(), self._drain_timeout)
         except TimeoutError:
             logger.warning("handlers still running after %.1fs, cancelling them", self._drain_timeout)
             await self._scheduler.cancel()
-        await conn.close(flush_timeout=self._drain_timeout)
 
     async def _serve(self, conn: _Connection) -> bool:
         """Reads frames until the connection ends or `stop` is set; True if events came."""
