@@ -1,0 +1,241 @@
+//! The listener: accepts connections (plain or TLS) up to `max_connections` at once,
+//! serves HTTP/1.1 and HTTP/2 with upgrades (WebSocket), and drains on shutdown.
+//!
+//! Draining, in order: stop accepting; cancel streams (SSE ends, WebSocket sessions
+//! nack what they hold and close); let in-flight requests finish; stop webhook workers
+//! after their current deliveries; flush group positions with `EventLog::flush`. Each
+//! wait is bounded by the drain timeout so a stuck client cannot hold the process.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use pulse_core::{EventLog, LogError};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, TlsConfig};
+use crate::jobs::Jobs;
+use crate::live::Live;
+use crate::routes::router;
+use crate::state::AppState;
+use crate::webhook::{WebhookError, Webhooks};
+
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const LAG_REFRESH: Duration = Duration::from_secs(10);
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The certificate or key could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// Webhook subscriptions could not be loaded.
+    #[error(transparent)]
+    Webhooks(#[from] WebhookError),
+    /// The log failed at start or at the final flush.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// What the server needs besides its configuration.
+pub struct ServerOptions {
+    /// Where to listen (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Where webhook subscriptions are kept; `None` keeps them in memory only.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// A bound server, ready to [`run`](Self::run).
+pub struct Server {
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    state: AppState,
+    max_connections: usize,
+}
+
+impl Server {
+    /// Binds the address and starts the background workers (webhooks).
+    pub async fn bind(config: Config, log: Arc<dyn EventLog>, options: ServerOptions) -> Result<Self, ServerError> {
+        let tls = config.tls.as_ref().map(load_tls).transpose()?;
+        let listener = TcpListener::bind(options.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: options.listen,
+                source,
+            })?;
+        let shutdown = CancellationToken::new();
+        let webhooks = Webhooks::start(
+            log.clone(),
+            config.groups.clone(),
+            options.data_dir,
+            config.webhooks,
+            shutdown.clone(),
+        )
+        .await?;
+        let state = AppState {
+            log,
+            keys: config.keys,
+            durability: Arc::new(config.durability),
+            live: Live::default(),
+            groups: config.groups,
+            limits: config.limits.clone(),
+            webhooks,
+            jobs: Jobs::new(config.jobs),
+            metrics: crate::metrics::install(),
+            shutdown,
+            tasks: TaskTracker::new(),
+        };
+        Ok(Self {
+            listener,
+            tls,
+            state,
+            max_connections: config.limits.max_connections,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        // A bound listener always has an address; fall back to the unspecified one.
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves until `shutdown` resolves, then drains and flushes the log.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
+        let Self {
+            listener,
+            tls,
+            state,
+            max_connections,
+        } = self;
+        let app = router(state.clone());
+        let graceful = GracefulShutdown::new();
+        let permits = Arc::new(Semaphore::new(max_connections));
+        let lag = tokio::spawn(refresh_lag_periodically(state.log.clone(), state.shutdown.clone()));
+        tracing::info!(addr = %listener.local_addr().map_err(|source| ServerError::Bind { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?, tls = tls.is_some(), "pulse serve listening");
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                () = &mut shutdown => break,
+            };
+            let (stream, _peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(err) => {
+                        // Out of file descriptors and similar: back off instead of spinning.
+                        tracing::warn!(%err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let service = TowerToHyperService::new(app.clone());
+            let watcher = graceful.watcher();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let result = match tls {
+                    None => {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(conn.into_owned()).await
+                    }
+                    Some(acceptor) => {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(tls_stream)) => {
+                                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
+                                watcher.watch(conn.into_owned()).await
+                            }
+                            _ => Ok(()),
+                        }
+                    }
+                };
+                if let Err(err) = result {
+                    tracing::debug!(%err, "connection ended with an error");
+                }
+                drop(permit);
+            });
+        }
+        drop(listener);
+        tracing::info!("draining: no new connections");
+        state.shutdown.cancel();
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+            tracing::warn!("some connections did not finish in time");
+        }
+        state.tasks.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, state.tasks.wait()).await.is_err() {
+            tracing::warn!("some streams did not finish in time");
+        }
+        if tokio::time::timeout(DRAIN_TIMEOUT, state.webhooks.wait()).await.is_err() {
+            tracing::warn!("some webhook deliveries did not finish in time");
+        }
+        lag.abort();
+        state.log.flush().await?;
+        tracing::info!("drained, group positions flushed");
+        Ok(())
+    }
+}
+
+async fn refresh_lag_periodically(log: Arc<dyn EventLog>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(LAG_REFRESH) => {}
+        }
+        if let Err(err) = crate::routes::refresh_lag(log.as_ref()).await {
+            tracing::debug!(%err, "lag refresh failed");
+        }
+    }
+}
+
+fn load_tls(config: &TlsConfig) -> Result<TlsAcceptor, ServerError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| ServerError::Tls(format!("cannot read {}: {e}", path.display())))
+    };
+    let cert_pem = read(&config.cert)?;
+    let key_pem = read(&config.key)?;
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", config.cert.display())))?;
+    if certs.is_empty() {
+        return Err(ServerError::Tls(format!("{} holds no certificate", config.cert.display())));
+    }
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| ServerError::Tls(format!("{}: {e}", config.key.display())))?
+        .ok_or_else(|| ServerError::Tls(format!("{} holds no private key", config.key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(server)))
+}
