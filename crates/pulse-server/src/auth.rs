@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
 use pulse_core::Pattern;
 
 use crate::error::ApiError;
@@ -70,7 +70,10 @@ impl KeyRing {
     pub fn new(keys: Vec<ApiKey>) -> Result<Self, String> {
         for (i, a) in keys.iter().enumerate() {
             if keys[..i].iter().any(|b| b.secret == a.secret) {
-                return Err(format!("keys {:?} and another key have the same secret", a.name));
+                return Err(format!(
+                    "keys {:?} and another key have the same secret",
+                    a.name
+                ));
             }
         }
         Ok(Self {
@@ -100,7 +103,9 @@ impl KeyRing {
             return Ok(Caller::Open);
         }
         let secret = secret.ok_or(ApiError::MissingApiKey)?;
-        self.find(secret).map(Caller::Key).ok_or(ApiError::InvalidApiKey)
+        self.find(secret)
+            .map(Caller::Key)
+            .ok_or(ApiError::InvalidApiKey)
     }
 }
 
@@ -217,16 +222,14 @@ fn percent_decode(text: &str) -> Vec<u8> {
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b'+' => out.push(b' '),
             b => out.push(b),
         }
@@ -279,15 +282,25 @@ mod tests {
             false,
         )])
         .unwrap();
-        assert!(matches!(ring.authenticate(None), Err(ApiError::MissingApiKey)));
-        assert!(matches!(ring.authenticate(Some(b"nope")), Err(ApiError::InvalidApiKey)));
+        assert!(matches!(
+            ring.authenticate(None),
+            Err(ApiError::MissingApiKey)
+        ));
+        assert!(matches!(
+            ring.authenticate(Some(b"nope")),
+            Err(ApiError::InvalidApiKey)
+        ));
         let caller = ring.authenticate(Some(b"0123456789abcdef")).unwrap();
         assert!(caller.require_publish("health.x").is_ok());
         let err = caller.require_publish("billing.x").unwrap_err();
         assert!(err.to_string().contains("publish") && err.to_string().contains("billing.x"));
         assert!(caller.require_subscribe(&p("health.reading.hr")).is_ok());
         assert!(caller.require_subscribe(&p("health.>")).is_err());
-        assert!(caller.require_admin().unwrap_err().to_string().contains("admin"));
+        assert!(caller
+            .require_admin()
+            .unwrap_err()
+            .to_string()
+            .contains("admin"));
         assert_eq!(format!("{caller:?}"), "ingest");
     }
 

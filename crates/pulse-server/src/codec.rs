@@ -28,7 +28,14 @@ const BINARY_PREFIX: &str = "ce-";
 /// The content type without parameters, lowercased.
 fn essence(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
-    Some(value.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+    Some(
+        value
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
 }
 
 /// Decodes the events of a `POST /v1/events` request.
@@ -66,7 +73,8 @@ pub fn decode(headers: &HeaderMap, body: Bytes) -> Result<Vec<Event>, ApiError> 
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::MalformedJson(format!("the body is not valid JSON: {e}")))
 }
 
 fn header(headers: &HeaderMap, name: &'static str) -> Result<Option<String>, EventError> {
@@ -86,7 +94,11 @@ fn required(headers: &HeaderMap, name: &'static str) -> Result<String, EventErro
     header(headers, name)?.ok_or(EventError::Missing(&name[BINARY_PREFIX.len()..]))
 }
 
-fn decode_binary(headers: &HeaderMap, has_content_type: bool, body: Bytes) -> Result<Event, EventError> {
+fn decode_binary(
+    headers: &HeaderMap,
+    has_content_type: bool,
+    body: Bytes,
+) -> Result<Event, EventError> {
     let spec = required(headers, "ce-specversion")?;
     if spec != "1.0" {
         return Err(EventError::InvalidAttribute {
@@ -104,15 +116,22 @@ fn decode_binary(headers: &HeaderMap, has_content_type: bool, body: Bytes) -> Re
     }
     for (name, value) in headers {
         let name = name.as_str();
-        let Some(ext) = name.strip_prefix(BINARY_PREFIX) else { continue };
-        if matches!(ext, "specversion" | "type" | "id" | "source" | "subject" | "dataschema" | "time") {
+        let Some(ext) = name.strip_prefix(BINARY_PREFIX) else {
+            continue;
+        };
+        if matches!(
+            ext,
+            "specversion" | "type" | "id" | "source" | "subject" | "dataschema" | "time"
+        ) {
             continue;
         }
         let text = value.to_str().map_err(|_| EventError::InvalidAttribute {
             name: ext.into(),
             reason: "the header is not ASCII text".into(),
         })?;
-        event.extensions.insert(ext.to_owned(), Value::String(percent_decode(text)));
+        event
+            .extensions
+            .insert(ext.to_owned(), Value::String(percent_decode(text)));
     }
     if has_content_type {
         event.datacontenttype = headers
@@ -183,7 +202,11 @@ mod tests {
 
     #[test]
     fn binary_mode_needs_its_attributes() {
-        let h = headers(&[("ce-specversion", "1.0"), ("ce-type", "a.b"), ("ce-source", "s")]);
+        let h = headers(&[
+            ("ce-specversion", "1.0"),
+            ("ce-type", "a.b"),
+            ("ce-source", "s"),
+        ]);
         let err = decode(&h, Bytes::new()).unwrap_err();
         assert_eq!(err.code(), "invalid_event");
         assert!(err.to_string().contains("`id`"), "{err}");
@@ -191,20 +214,52 @@ mod tests {
 
     #[test]
     fn modes_and_errors() {
-        let structured = headers(&[("content-type", "application/cloudevents+json; charset=utf-8")]);
+        let structured = headers(&[(
+            "content-type",
+            "application/cloudevents+json; charset=utf-8",
+        )]);
         let ok = br#"{"specversion":"1.0","id":"1","source":"s","type":"a.b","data":{"x":1}}"#;
-        assert_eq!(decode(&structured, Bytes::from_static(ok)).unwrap().len(), 1);
-        assert_eq!(decode(&structured, Bytes::from_static(b"{nope")).unwrap_err().code(), "malformed_json");
+        assert_eq!(
+            decode(&structured, Bytes::from_static(ok)).unwrap().len(),
+            1
+        );
+        assert_eq!(
+            decode(&structured, Bytes::from_static(b"{nope"))
+                .unwrap_err()
+                .code(),
+            "malformed_json"
+        );
         let missing = br#"{"specversion":"1.0","id":"1","type":"a.b"}"#;
-        assert_eq!(decode(&structured, Bytes::from_static(missing)).unwrap_err().code(), "invalid_event");
+        assert_eq!(
+            decode(&structured, Bytes::from_static(missing))
+                .unwrap_err()
+                .code(),
+            "invalid_event"
+        );
         let batch = headers(&[("content-type", BATCH)]);
         let two = br#"[{"specversion":"1.0","id":"1","source":"s","type":"a.b"},{"specversion":"1.0","id":"2","source":"s","type":"a..b"}]"#;
         let err = decode(&batch, Bytes::from_static(two)).unwrap_err();
         assert!(err.to_string().starts_with("event 1 of the batch"), "{err}");
-        assert_eq!(decode(&batch, Bytes::from_static(b"{}")).unwrap_err().code(), "malformed_json");
-        assert_eq!(decode(&batch, Bytes::from_static(b"[]")).unwrap_err().code(), "invalid_event");
+        assert_eq!(
+            decode(&batch, Bytes::from_static(b"{}"))
+                .unwrap_err()
+                .code(),
+            "malformed_json"
+        );
+        assert_eq!(
+            decode(&batch, Bytes::from_static(b"[]"))
+                .unwrap_err()
+                .code(),
+            "invalid_event"
+        );
         let plain = headers(&[("content-type", "text/plain")]);
-        assert_eq!(decode(&plain, Bytes::new()).unwrap_err().code(), "unsupported_media_type");
-        assert_eq!(decode(&HeaderMap::new(), Bytes::new()).unwrap_err().code(), "unsupported_media_type");
+        assert_eq!(
+            decode(&plain, Bytes::new()).unwrap_err().code(),
+            "unsupported_media_type"
+        );
+        assert_eq!(
+            decode(&HeaderMap::new(), Bytes::new()).unwrap_err().code(),
+            "unsupported_media_type"
+        );
     }
 }

@@ -323,7 +323,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => return Err(format!("unknown unit {unit:?} in {text:?}: use ms, s, m, h or d")),
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?}: use ms, s, m, h or d"
+            ))
+        }
     };
     n.checked_mul(ms)
         .map(Duration::from_millis)
@@ -341,7 +345,10 @@ impl RawConfig {
         if let Some(server) = self.server {
             if let Some(listen) = server.listen {
                 config.listen = Some(listen.parse().map_err(|_| {
-                    invalid("server.listen", format!("{listen:?} is not an address like 127.0.0.1:7400"))
+                    invalid(
+                        "server.listen",
+                        format!("{listen:?} is not an address like 127.0.0.1:7400"),
+                    )
                 })?);
             }
             config.data_dir = server.data_dir;
@@ -407,17 +414,31 @@ fn validate_keys(raw: Vec<RawKey>) -> Result<KeyRing, ConfigError> {
     for (i, k) in raw.into_iter().enumerate() {
         let at = |field: &str| format!("api_keys[{i}].{field}");
         if k.name.is_empty() || !names.insert(k.name.clone()) {
-            return Err(invalid(at("name"), format!("{:?} is empty or used twice", k.name)));
+            return Err(invalid(
+                at("name"),
+                format!("{:?} is empty or used twice", k.name),
+            ));
         }
         let secret = match (k.key, k.key_env) {
             (Some(key), None) => key,
             (None, Some(var)) => std::env::var(&var).map_err(|_| {
-                invalid(at("key_env"), format!("environment variable {var} is not set"))
+                invalid(
+                    at("key_env"),
+                    format!("environment variable {var} is not set"),
+                )
             })?,
-            _ => return Err(invalid(at("key"), "give exactly one of `key` and `key_env`")),
+            _ => {
+                return Err(invalid(
+                    at("key"),
+                    "give exactly one of `key` and `key_env`",
+                ))
+            }
         };
         if secret.len() < 16 {
-            return Err(invalid(at("key"), "a key must be at least 16 characters long"));
+            return Err(invalid(
+                at("key"),
+                "a key must be at least 16 characters long",
+            ));
         }
         let publish = k
             .publish
@@ -465,7 +486,9 @@ fn validate_webhooks(
 fn validate_window(text: &str) -> Result<(), String> {
     let d = parse_duration(text)?;
     if d < Duration::from_secs(60) || d.as_millis() % 60_000 != 0 {
-        return Err(format!("window {text:?} must be whole minutes, at least 1m"));
+        return Err(format!(
+            "window {text:?} must be whole minutes, at least 1m"
+        ));
     }
     Ok(())
 }
@@ -477,19 +500,24 @@ fn validate_jobs(raw: Vec<RawJob>) -> Result<Vec<JobSpec>, ConfigError> {
         if validate_group_name(&j.name).is_err() || out.iter().any(|o| o.name == j.name) {
             return Err(invalid(
                 at("name"),
-                format!("{:?} must be 1 to 64 characters of [A-Za-z0-9_-] and unique", j.name),
+                format!(
+                    "{:?} must be 1 to 64 characters of [A-Za-z0-9_-] and unique",
+                    j.name
+                ),
             ));
         }
         if j.windows.is_empty() {
-            return Err(invalid(at("windows"), "give at least one window, e.g. [\"5m\", \"1h\"]"));
+            return Err(invalid(
+                at("windows"),
+                "give at least one window, e.g. [\"5m\", \"1h\"]",
+            ));
         }
         for (k, w) in j.windows.iter().enumerate() {
             validate_window(w).map_err(|reason| invalid(at(&format!("windows[{k}]")), reason))?;
         }
-        let tz = j
-            .tz
-            .parse::<chrono_tz::Tz>()
-            .map_err(|_| invalid(at("tz"), format!("{:?} is not an IANA time zone", j.tz)))?;
+        let tz =
+            j.tz.parse::<chrono_tz::Tz>()
+                .map_err(|_| invalid(at("tz"), format!("{:?} is not an IANA time zone", j.tz)))?;
         if j.schedule.trim().is_empty() {
             return Err(invalid(at("schedule"), "must not be empty"));
         }
@@ -562,7 +590,10 @@ mod tests {
         assert_eq!(c.listen, Some("127.0.0.1:9000".parse().unwrap()));
         assert_eq!(c.limits.request_timeout, Duration::from_secs(5));
         assert_eq!(durability_of(&c.durability, "debug.x"), Durability::Memory);
-        assert_eq!(durability_of(&c.durability, "health.x"), Durability::Persistent);
+        assert_eq!(
+            durability_of(&c.durability, "health.x"),
+            Durability::Persistent
+        );
         assert_eq!(c.retention.max_age, Some(Duration::from_secs(7 * 86_400)));
         assert_eq!(c.webhooks[0].group, "webhook-billing");
         assert_eq!(c.jobs[0].tz, chrono_tz::Europe::Berlin);

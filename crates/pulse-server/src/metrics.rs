@@ -62,23 +62,40 @@ pub fn install() -> PrometheusHandle {
 
 fn describe() {
     describe_counter!(EVENTS_PUBLISHED, "Events accepted by POST /v1/events");
-    describe_histogram!(PROCESSING_DELAY, Unit::Seconds, "Event time to delivery start");
-    describe_gauge!(CONSUMER_LAG_EVENTS, "Matching events not yet acknowledged, per group");
-    describe_gauge!(CONSUMER_LAG_SECONDS, Unit::Seconds, "Age of the oldest unacknowledged event");
+    describe_histogram!(
+        PROCESSING_DELAY,
+        Unit::Seconds,
+        "Event time to delivery start"
+    );
+    describe_gauge!(
+        CONSUMER_LAG_EVENTS,
+        "Matching events not yet acknowledged, per group"
+    );
+    describe_gauge!(
+        CONSUMER_LAG_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest unacknowledged event"
+    );
     describe_counter!(DEAD_LETTERS, "Events moved to the dead-letter store");
     describe_counter!(WEBHOOK_DELIVERIES, "Webhook deliveries by outcome");
     describe_counter!(WEBHOOK_FAILURES, "Webhook deliveries without a 2xx answer");
     describe_counter!(JOB_RUNS, "Aggregation job runs by status");
     describe_histogram!(JOB_DURATION, Unit::Seconds, "Aggregation job run durations");
     describe_counter!(HTTP_REQUESTS, "HTTP requests by route and status");
-    describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request durations by route");
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "HTTP request durations by route"
+    );
     describe_counter!(LIVE_DROPPED, "Memory events a slow live subscriber missed");
 }
 
 /// Records the delay between an event's time and now, when the clock allows.
 pub fn observe_delay(event_time: Option<chrono::DateTime<chrono::Utc>>) {
     if let Some(t) = event_time {
-        let delay = (chrono::Utc::now() - t).num_microseconds().unwrap_or(i64::MAX);
+        let delay = (chrono::Utc::now() - t)
+            .num_microseconds()
+            .unwrap_or(i64::MAX);
         if delay >= 0 {
             metrics::histogram!(PROCESSING_DELAY).record(delay as f64 / 1e6);
         }

@@ -37,7 +37,11 @@ pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: N
         .get::<MatchedPath>()
         .map_or("unmatched", |p| {
             // Keep the label set bounded and static.
-            ROUTES.iter().copied().find(|r| *r == p.as_str()).unwrap_or("other")
+            ROUTES
+                .iter()
+                .copied()
+                .find(|r| *r == p.as_str())
+                .unwrap_or("other")
         });
     let method = req.method().clone();
     let started = Instant::now();

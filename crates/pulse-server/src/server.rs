@@ -75,14 +75,19 @@ pub struct Server {
 
 impl Server {
     /// Binds the address and starts the background workers (webhooks).
-    pub async fn bind(config: Config, log: Arc<dyn EventLog>, options: ServerOptions) -> Result<Self, ServerError> {
+    pub async fn bind(
+        config: Config,
+        log: Arc<dyn EventLog>,
+        options: ServerOptions,
+    ) -> Result<Self, ServerError> {
         let tls = config.tls.as_ref().map(load_tls).transpose()?;
-        let listener = TcpListener::bind(options.listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: options.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(options.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: options.listen,
+                    source,
+                })?;
         let shutdown = CancellationToken::new();
         let webhooks = Webhooks::start(
             log.clone(),
@@ -132,7 +137,10 @@ impl Server {
         let app = router(state.clone());
         let graceful = GracefulShutdown::new();
         let permits = Arc::new(Semaphore::new(max_connections));
-        let lag = tokio::spawn(refresh_lag_periodically(state.log.clone(), state.shutdown.clone()));
+        let lag = tokio::spawn(refresh_lag_periodically(
+            state.log.clone(),
+            state.shutdown.clone(),
+        ));
         tracing::info!(addr = %listener.local_addr().map_err(|source| ServerError::Bind { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?, tls = tls.is_some(), "pulse serve listening");
         tokio::pin!(shutdown);
         loop {
@@ -163,13 +171,19 @@ impl Server {
                 let builder = auto::Builder::new(TokioExecutor::new());
                 let result = match tls {
                     None => {
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                         watcher.watch(conn.into_owned()).await
                     }
                     Some(acceptor) => {
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
                             Ok(Ok(tls_stream)) => {
-                                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
+                                let conn = builder.serve_connection_with_upgrades(
+                                    TokioIo::new(tls_stream),
+                                    service,
+                                );
                                 watcher.watch(conn.into_owned()).await
                             }
                             _ => Ok(()),
@@ -185,14 +199,23 @@ impl Server {
         drop(listener);
         tracing::info!("draining: no new connections");
         state.shutdown.cancel();
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+            .await
+            .is_err()
+        {
             tracing::warn!("some connections did not finish in time");
         }
         state.tasks.close();
-        if tokio::time::timeout(DRAIN_TIMEOUT, state.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(DRAIN_TIMEOUT, state.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("some streams did not finish in time");
         }
-        if tokio::time::timeout(DRAIN_TIMEOUT, state.webhooks.wait()).await.is_err() {
+        if tokio::time::timeout(DRAIN_TIMEOUT, state.webhooks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("some webhook deliveries did not finish in time");
         }
         lag.abort();
@@ -216,7 +239,8 @@ async fn refresh_lag_periodically(log: Arc<dyn EventLog>, stop: CancellationToke
 
 fn load_tls(config: &TlsConfig) -> Result<TlsAcceptor, ServerError> {
     let read = |path: &Path| {
-        std::fs::read(path).map_err(|e| ServerError::Tls(format!("cannot read {}: {e}", path.display())))
+        std::fs::read(path)
+            .map_err(|e| ServerError::Tls(format!("cannot read {}: {e}", path.display())))
     };
     let cert_pem = read(&config.cert)?;
     let key_pem = read(&config.key)?;
@@ -224,11 +248,16 @@ fn load_tls(config: &TlsConfig) -> Result<TlsAcceptor, ServerError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ServerError::Tls(format!("{}: {e}", config.cert.display())))?;
     if certs.is_empty() {
-        return Err(ServerError::Tls(format!("{} holds no certificate", config.cert.display())));
+        return Err(ServerError::Tls(format!(
+            "{} holds no certificate",
+            config.cert.display()
+        )));
     }
     let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .map_err(|e| ServerError::Tls(format!("{}: {e}", config.key.display())))?
-        .ok_or_else(|| ServerError::Tls(format!("{} holds no private key", config.key.display())))?;
+        .ok_or_else(|| {
+            ServerError::Tls(format!("{} holds no private key", config.key.display()))
+        })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut server = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -62,15 +62,22 @@ impl WebhookSpec {
         backoff_ms: Option<Vec<u64>>,
     ) -> Result<Self, (&'static str, String)> {
         pulse_core::log::validate_group_name(&group).map_err(|e| ("group", e.to_string()))?;
-        let parsed = reqwest::Url::parse(&url).map_err(|e| ("url", format!("{url:?} is not a URL: {e}")))?;
+        let parsed =
+            reqwest::Url::parse(&url).map_err(|e| ("url", format!("{url:?} is not a URL: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-            return Err(("url", "must be an http:// or https:// URL with a host".into()));
+            return Err((
+                "url",
+                "must be an http:// or https:// URL with a host".into(),
+            ));
         }
         if max_deliver == 0 {
             return Err(("max_deliver", "must be at least 1".into()));
         }
         let backoff_ms = backoff_ms.unwrap_or_else(|| DEFAULT_BACKOFF_MS.to_vec());
-        if backoff_ms.is_empty() || backoff_ms.len() > 32 || backoff_ms.iter().any(|&b| b > 86_400_000) {
+        if backoff_ms.is_empty()
+            || backoff_ms.len() > 32
+            || backoff_ms.iter().any(|&b| b > 86_400_000)
+        {
             return Err(("backoff_ms", "give 1 to 32 delays of at most a day".into()));
         }
         Ok(Self {
@@ -132,8 +139,10 @@ impl Webhooks {
         let path = data_dir.map(|d| d.join(FILE));
         let mut specs: Vec<WebhookSpec> = match &path {
             Some(p) if p.exists() => {
-                let text = std::fs::read_to_string(p).map_err(|e| WebhookError::Store(e.to_string()))?;
-                serde_json::from_str(&text).map_err(|e| WebhookError::Store(format!("{}: {e}", p.display())))?
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| WebhookError::Store(e.to_string()))?;
+                serde_json::from_str(&text)
+                    .map_err(|e| WebhookError::Store(format!("{}: {e}", p.display())))?
             }
             _ => Vec::new(),
         };
@@ -156,20 +165,33 @@ impl Webhooks {
             }),
         };
         for spec in specs {
-            this.launch(spec).await.map_err(|e| WebhookError::Store(e.to_string()))?;
+            this.launch(spec)
+                .await
+                .map_err(|e| WebhookError::Store(e.to_string()))?;
         }
         Ok(this)
     }
 
     /// Every subscription.
     pub fn list(&self) -> Vec<WebhookSpec> {
-        self.inner.running.lock().values().map(|r| r.spec.clone()).collect()
+        self.inner
+            .running
+            .lock()
+            .values()
+            .map(|r| r.spec.clone())
+            .collect()
     }
 
     /// Adds a subscription and starts delivering.
     pub async fn create(&self, spec: WebhookSpec) -> Result<WebhookSpec, ApiError> {
         let _guard = self.inner.change.lock().await;
-        if let Some(other) = self.inner.running.lock().values().find(|r| r.spec.group == spec.group) {
+        if let Some(other) = self
+            .inner
+            .running
+            .lock()
+            .values()
+            .find(|r| r.spec.group == spec.group)
+        {
             return Err(ApiError::GroupInUse {
                 group: spec.group.clone(),
                 id: other.spec.id.clone(),
@@ -196,7 +218,8 @@ impl Webhooks {
             Some(_) => {}
         }
         self.stop(id);
-        self.persist().map_err(|e| ApiError::Internal(e.to_string()))
+        self.persist()
+            .map_err(|e| ApiError::Internal(e.to_string()))
     }
 
     /// Waits for the workers to finish their current deliveries (after shutdown).
@@ -224,14 +247,20 @@ impl Webhooks {
             stop: stop.clone(),
         };
         self.inner.tasks.spawn(worker.run());
-        self.inner.running.lock().insert(spec.id.clone(), Running { spec, stop });
+        self.inner
+            .running
+            .lock()
+            .insert(spec.id.clone(), Running { spec, stop });
         Ok(())
     }
 
     fn persist(&self) -> Result<(), WebhookError> {
-        let Some(path) = &self.inner.path else { return Ok(()) };
+        let Some(path) = &self.inner.path else {
+            return Ok(());
+        };
         let specs: Vec<WebhookSpec> = self.list().into_iter().filter(|s| !s.from_config).collect();
-        let text = serde_json::to_vec_pretty(&specs).map_err(|e| WebhookError::Store(e.to_string()))?;
+        let text =
+            serde_json::to_vec_pretty(&specs).map_err(|e| WebhookError::Store(e.to_string()))?;
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
@@ -273,7 +302,9 @@ impl Worker {
                 }
                 Ok(_) => {}
                 Err(LogError::Closed) => return,
-                Err(err) => tracing::warn!(subscription = %self.spec.id, %err, "webhook fetch failed"),
+                Err(err) => {
+                    tracing::warn!(subscription = %self.spec.id, %err, "webhook fetch failed")
+                }
             }
             tokio::select! {
                 () = self.stop.cancelled() => return,
@@ -309,7 +340,16 @@ impl Worker {
         };
         metrics::counter!(WEBHOOK_FAILURES).increment(1);
         tracing::warn!(subscription = %self.spec.id, offset, attempt = d.attempt, reason = %reason, "webhook delivery failed");
-        match self.log.nack(&self.spec.group, offset, self.spec.backoff(d.attempt), &reason).await {
+        match self
+            .log
+            .nack(
+                &self.spec.group,
+                offset,
+                self.spec.backoff(d.attempt),
+                &reason,
+            )
+            .await
+        {
             Ok(NackOutcome::DeadLettered(id)) => {
                 metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => "dead_lettered").increment(1);
                 metrics::counter!(DEAD_LETTERS, "group" => self.spec.group.clone()).increment(1);
@@ -318,7 +358,9 @@ impl Worker {
             Ok(NackOutcome::Redeliver) => {
                 metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => "failed").increment(1);
             }
-            Err(err) => tracing::warn!(subscription = %self.spec.id, offset, %err, "webhook nack failed"),
+            Err(err) => {
+                tracing::warn!(subscription = %self.spec.id, offset, %err, "webhook nack failed")
+            }
         }
     }
 }
@@ -328,7 +370,14 @@ mod tests {
     use super::*;
 
     fn spec(url: &str, backoff: Option<Vec<u64>>) -> Result<WebhookSpec, (&'static str, String)> {
-        WebhookSpec::new("w".into(), Pattern::parse("a.>").unwrap(), "g".into(), url.into(), 3, backoff)
+        WebhookSpec::new(
+            "w".into(),
+            Pattern::parse("a.>").unwrap(),
+            "g".into(),
+            url.into(),
+            3,
+            backoff,
+        )
     }
 
     #[test]

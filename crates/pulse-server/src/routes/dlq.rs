@@ -37,7 +37,11 @@ pub(super) async fn list(
     }
     let limit = match params.limit {
         None => DEFAULT_LIMIT,
-        Some(0) => return Err(ApiError::InvalidParameter("limit must be at least 1".into())),
+        Some(0) => {
+            return Err(ApiError::InvalidParameter(
+                "limit must be at least 1".into(),
+            ))
+        }
         Some(n) => n.min(MAX_LIMIT),
     };
     let after = params.after.unwrap_or(0);
@@ -46,7 +50,8 @@ pub(super) async fn list(
         .dead_letters(params.group.as_deref(), after, limit)
         .await?;
     let next_after = letters.last().map_or(after, |d| d.id);
-    let rfc3339 = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let rfc3339 =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let items: Vec<Value> = letters
         .into_iter()
         .map(|d| {
@@ -62,7 +67,9 @@ pub(super) async fn list(
             })
         })
         .collect();
-    Ok(Json(json!({"dead_letters": items, "next_after": next_after})))
+    Ok(Json(
+        json!({"dead_letters": items, "next_after": next_after}),
+    ))
 }
 
 /// Hands a dead letter back to its group.
@@ -72,9 +79,9 @@ pub(super) async fn redrive(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require_admin()?;
-    let id: u64 = id
-        .parse()
-        .map_err(|_| ApiError::InvalidParameter(format!("dead letter id {id:?} is not a number")))?;
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError::InvalidParameter(format!("dead letter id {id:?} is not a number"))
+    })?;
     state.log.redrive(id).await?;
     tracing::info!(dead_letter = id, "dead letter redriven");
     Ok((StatusCode::ACCEPTED, Json(json!({ "redriven": id }))))

@@ -56,13 +56,18 @@ pub(super) async fn publish(
     }
     let mut stored = 0u64;
     if !persistent.is_empty() {
-        let appended = state.log.append(persistent).await.map_err(|err| match err {
-            // Report the index in the request, not in the persistent part of it.
-            LogError::InvalidEvent { index, source } => {
-                ApiError::invalid_event(Some(persistent_at.get(index).copied().unwrap_or(index)), &source)
-            }
-            other => other.into(),
-        })?;
+        let appended = state
+            .log
+            .append(persistent)
+            .await
+            .map_err(|err| match err {
+                // Report the index in the request, not in the persistent part of it.
+                LogError::InvalidEvent { index, source } => ApiError::invalid_event(
+                    Some(persistent_at.get(index).copied().unwrap_or(index)),
+                    &source,
+                ),
+                other => other.into(),
+            })?;
         for (at, a) in persistent_at.into_iter().zip(appended) {
             results[at]["offset"] = a.offset.into();
             results[at]["duplicate"] = a.duplicate.into();
@@ -101,11 +106,19 @@ pub(super) async fn read(
     caller.require_subscribe(&pattern)?;
     let limit = match params.limit {
         None => DEFAULT_LIMIT,
-        Some(0) => return Err(ApiError::InvalidParameter("limit must be at least 1".into())),
+        Some(0) => {
+            return Err(ApiError::InvalidParameter(
+                "limit must be at least 1".into(),
+            ))
+        }
         Some(n) => n.min(MAX_LIMIT),
     };
     let after = params.after.unwrap_or(0);
-    let since = params.since.as_deref().map(|s| parse_time("since", s)).transpose()?;
+    let since = params
+        .since
+        .as_deref()
+        .map(|s| parse_time("since", s))
+        .transpose()?;
     let page = state
         .log
         .read(ReadQuery {

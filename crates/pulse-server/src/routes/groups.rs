@@ -23,10 +23,9 @@ pub(super) async fn lag(log: &dyn EventLog, group: &GroupInfo) -> Result<(u64, f
             since: None,
         })
         .await?;
-    let seconds = pending
-        .first()
-        .and_then(|e| e.event.time)
-        .map_or(0.0, |t| ((chrono::Utc::now() - t).num_milliseconds().max(0) as f64) / 1e3);
+    let seconds = pending.first().and_then(|e| e.event.time).map_or(0.0, |t| {
+        ((chrono::Utc::now() - t).num_milliseconds().max(0) as f64) / 1e3
+    });
     Ok((pending.len() as u64, seconds))
 }
 
@@ -50,7 +49,10 @@ pub(crate) async fn refresh_lag(log: &dyn EventLog) -> Result<Vec<Value>, LogErr
 }
 
 /// Lists every consumer group.
-pub(super) async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+pub(super) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
     let groups = refresh_lag(state.log.as_ref()).await?;
     Ok(Json(json!({ "groups": groups })))

@@ -77,9 +77,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             .await
             .map(|j| Self(j.0))
             .map_err(|e| match e {
-                JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
-                    "send the body as application/json".into(),
-                ),
+                JsonRejection::MissingJsonContentType(_) => {
+                    ApiError::UnsupportedMediaType("send the body as application/json".into())
+                }
                 JsonRejection::BytesRejection(b) if b.status().as_u16() == 413 => {
                     ApiError::PayloadTooLarge(limit)
                 }
@@ -94,7 +94,10 @@ pub(crate) fn parse_pattern(text: &str) -> Result<Pattern, ApiError> {
 }
 
 /// Parses an RFC 3339 parameter; a bad one is a 400 `invalid_parameter`.
-pub(crate) fn parse_time(name: &str, text: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+pub(crate) fn parse_time(
+    name: &str,
+    text: &str,
+) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&chrono::Utc))
         .map_err(|_| ApiError::InvalidParameter(format!("{name}={text:?} is not an RFC 3339 time")))

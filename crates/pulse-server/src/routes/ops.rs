@@ -26,7 +26,9 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>,
         Ok(Ok(_)) if !state.shutdown.is_cancelled() => Ok(Json(json!({"status": "ready"}))),
         Ok(Ok(_)) => Err(ApiError::Unavailable("the server is shutting down".into())),
         Ok(Err(err)) => Err(err.into()),
-        Err(_) => Err(ApiError::Unavailable("the event log did not answer in time".into())),
+        Err(_) => Err(ApiError::Unavailable(
+            "the event log did not answer in time".into(),
+        )),
     }
 }
 

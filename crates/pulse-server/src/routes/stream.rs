@@ -57,21 +57,29 @@ pub(super) async fn sse(
             v.to_str()
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or_else(|| ApiError::InvalidParameter("Last-Event-ID must be an offset".into()))?,
+                .ok_or_else(|| {
+                    ApiError::InvalidParameter("Last-Event-ID must be an offset".into())
+                })?,
         ),
     };
     let target = resolve(&state, &caller, pattern, params.group, params.start).await?;
     let shutdown = state.shutdown.clone().cancelled_owned();
-    let body: std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent, Infallible>> + Send>> = match target {
-        Target::Group { name, pattern: _ } => Box::pin(group_stream(state.log.clone(), name)),
-        Target::Tail { pattern } => {
-            let after = match last_event_id.or(params.after) {
-                Some(a) => a,
-                None => state.log.last_offset().await?,
-            };
-            Box::pin(tail_stream(Tail::new(state.log.clone(), &state.live, pattern, after)))
-        }
-    };
+    let body: std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent, Infallible>> + Send>> =
+        match target {
+            Target::Group { name, pattern: _ } => Box::pin(group_stream(state.log.clone(), name)),
+            Target::Tail { pattern } => {
+                let after = match last_event_id.or(params.after) {
+                    Some(a) => a,
+                    None => state.log.last_offset().await?,
+                };
+                Box::pin(tail_stream(Tail::new(
+                    state.log.clone(),
+                    &state.live,
+                    pattern,
+                    after,
+                )))
+            }
+        };
     let body = body.take_until(shutdown);
     Ok(Sse::new(body)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
@@ -94,7 +102,9 @@ fn error_frame(err: &LogError) -> SseEvent {
         LogError::UnknownGroup(g) => LogError::UnknownGroup(g.clone()),
         other => LogError::Unavailable(other.to_string()),
     });
-    SseEvent::default().event("error").data(api.body().to_string())
+    SseEvent::default()
+        .event("error")
+        .data(api.body().to_string())
 }
 
 fn tail_stream(tail: Tail) -> impl Stream<Item = Result<SseEvent, Infallible>> + Send {
@@ -123,7 +133,10 @@ struct GroupCursor {
     to_ack: Vec<u64>,
 }
 
-fn group_stream(log: Arc<dyn EventLog>, group: String) -> impl Stream<Item = Result<SseEvent, Infallible>> + Send {
+fn group_stream(
+    log: Arc<dyn EventLog>,
+    group: String,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> + Send {
     let cursor = GroupCursor {
         log,
         group,

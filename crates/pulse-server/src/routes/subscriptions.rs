@@ -61,7 +61,10 @@ pub(super) async fn create(
 }
 
 /// Lists webhook subscriptions.
-pub(super) async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+pub(super) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
     let subs: Vec<Value> = state.webhooks.list().iter().map(view).collect();
     Ok(Json(json!({ "subscriptions": subs })))

@@ -145,11 +145,18 @@ fn parse_incoming(msg: Option<Result<Message, axum::Error>>) -> Incoming {
     };
     match parsed {
         Ok(op) => Incoming::Op(op),
-        Err(e) => Incoming::Bad(ApiError::MalformedJson(format!("not a client message: {e}"))),
+        Err(e) => Incoming::Bad(ApiError::MalformedJson(format!(
+            "not a client message: {e}"
+        ))),
     }
 }
 
-async fn run_tail(state: AppState, pattern: Pattern, after: u64, socket: WebSocket) -> Result<(), SessionError> {
+async fn run_tail(
+    state: AppState,
+    pattern: Pattern,
+    after: u64,
+    socket: WebSocket,
+) -> Result<(), SessionError> {
     let (mut tx, mut rx) = socket.split();
     let mut tail = Tail::new(state.log.clone(), &state.live, pattern, after);
     loop {
@@ -203,8 +210,15 @@ impl GroupSession {
         let result = self.pump(&mut tx, &mut rx).await;
         // Hand back what this connection still holds, so it is redelivered now.
         for offset in std::mem::take(&mut self.outstanding) {
-            if let Ok(NackOutcome::DeadLettered(_)) =
-                self.log.nack(&self.group, offset, Duration::ZERO, "subscriber disconnected").await
+            if let Ok(NackOutcome::DeadLettered(_)) = self
+                .log
+                .nack(
+                    &self.group,
+                    offset,
+                    Duration::ZERO,
+                    "subscriber disconnected",
+                )
+                .await
             {
                 metrics::counter!(DEAD_LETTERS, "group" => self.group.clone()).increment(1);
             }
@@ -229,7 +243,8 @@ impl GroupSession {
                 if !batch.is_empty() {
                     for d in &batch {
                         self.outstanding.insert(d.event.offset);
-                        tx.feed(event_frame(Some(d.event.offset), d.attempt, &d.event.event)).await?;
+                        tx.feed(event_frame(Some(d.event.offset), d.attempt, &d.event.event))
+                            .await?;
                     }
                     tx.flush().await?;
                     // Read what the client sent meanwhile before fetching again.

@@ -1,0 +1,10 @@
+//! Integration tests of `pulse serve`'s HTTP API: a real server on a free loopback port,
+//! real clients (reqwest, tokio-tungstenite, an SSE reader).
+
+mod admin;
+mod auth;
+mod events;
+mod stream;
+mod support;
+mod webhooks;
+mod ws;
