@@ -5,6 +5,7 @@ mod aggregate;
 mod bench;
 mod generate;
 mod log_cmd;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,8 @@ enum Command {
     /// Inspect a durable event log offline: stats, tail, replay, dead letters.
     #[command(subcommand)]
     Log(log_cmd::LogCommand),
+    /// Run the HTTP server (CloudEvents API, streams, webhooks, jobs, metrics).
+    Serve(serve::ServeArgs),
     /// Measure Pulse on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Gen(command) => generate::run(command),
         Command::Log(command) => log_cmd::run(command),
         Command::Bench(command) => bench::run(command),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -139,8 +139,6 @@ pub struct Retention {
     pub max_age: Option<Duration>,
     /// Keep at most this many events.
     pub max_events: Option<u64>,
-    /// Keep at most this many bytes of events.
-    pub max_bytes: Option<u64>,
 }
 
 /// Consumer group defaults for groups the server creates (WebSocket, SSE, webhooks).
@@ -250,7 +248,6 @@ struct RawDurability {
 struct RawRetention {
     max_age: Option<String>,
     max_events: Option<u64>,
-    max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -388,7 +385,6 @@ impl RawConfig {
                     .map(|t| duration("retention.max_age", &t))
                     .transpose()?,
                 max_events: r.max_events,
-                max_bytes: r.max_bytes,
             };
         }
         if let Some(g) = self.groups {

@@ -1,3 +1,4 @@
 //! Integration tests of the `pulse` binary, one module per command.
 
 mod aggregate_cli;
+mod serve;

@@ -1,0 +1,116 @@
+//! `pulse serve`: the HTTP server on the embedded SQLite log.
+//!
+//! Wires the configuration file and flags to `pulse_server`: flags (or their `PULSE_*`
+//! environment variables) win over the file's `[server]` table, which wins over the
+//! defaults (`./pulse-data`, `127.0.0.1:7400`). SIGTERM or ctrl-c drains the server,
+//! flushes group positions and closes the log; the exit code is then 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use pulse_core::EventLog;
+use pulse_server::{Config, Server, ServerOptions};
+use pulse_sqlite::{Retention, SqliteLog, SqliteOptions};
+
+const DEFAULT_DATA_DIR: &str = "./pulse-data";
+const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Arguments of `pulse serve`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ServeArgs {
+    /// Configuration file (TOML): keys, durability, retention, webhooks, jobs, limits, TLS.
+    #[arg(long, env = "PULSE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the event log and webhook subscriptions live [default: ./pulse-data].
+    #[arg(long, env = "PULSE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7400].
+    #[arg(long, env = "PULSE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Log format.
+    #[arg(long, env = "PULSE_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    // A second initialisation (tests in one process) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let config = match &args.config {
+        Some(path) => Config::load(path)
+            .with_context(|| format!("invalid configuration {}", path.display()))?,
+        None => Config::default(),
+    };
+    let data_dir = args
+        .data_dir
+        .or_else(|| config.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let listen = match args.listen.or(config.listen) {
+        Some(addr) => addr,
+        None => DEFAULT_LISTEN.parse().context("default address")?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    runtime.block_on(serve(config, data_dir, listen))
+}
+
+async fn serve(config: Config, data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("failed to create data directory {}", data_dir.display()))?;
+    let options = SqliteOptions::default().with_retention(Retention {
+        max_age: config.retention.max_age,
+        max_events: config.retention.max_events,
+    });
+    let sqlite = Arc::new(
+        SqliteLog::open_with(&data_dir, options)
+            .await
+            .with_context(|| format!("failed to open the event log in {}", data_dir.display()))?,
+    );
+    let log: Arc<dyn EventLog> = sqlite.clone();
+    let server = Server::bind(
+        config,
+        log,
+        ServerOptions {
+            listen,
+            data_dir: Some(data_dir),
+        },
+    )
+    .await
+    .context("failed to start the server")?;
+    server
+        .run(pulse_server::shutdown::signal())
+        .await
+        .context("the server stopped with an error")?;
+    sqlite
+        .close()
+        .await
+        .context("failed to close the event log")?;
+    tracing::info!("pulse serve stopped");
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! `pulse serve` as a real process: SIGTERM drains it, commits group offsets and exits 0;
+//! a bad configuration exits 2 naming the key.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::StreamExt;
+use pulse_core::EventLog;
+use serde_json::{json, Value};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_healthy(base: &str) {
+    for _ in 0..500 {
+        if let Ok(r) = reqwest::get(format!("{base}/healthz")).await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("pulse serve did not become healthy");
+}
+
+#[tokio::test]
+async fn sigterm_drains_commits_offsets_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_pulse"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Running(child);
+    wait_healthy(&base).await;
+
+    let events: Vec<Value> = (1..=5)
+        .map(|i| json!({"specversion": "1.0", "id": format!("t-{i}"), "source": "test", "type": "health.reading.hr", "data": i}))
+        .collect();
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v1/events"))
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(Value::Array(events).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+
+    // An SSE group subscription acknowledges what it wrote; keep it open during SIGTERM.
+    let stream = reqwest::get(format!("{base}/v1/stream?type=health.%3E&group=drain"))
+        .await
+        .unwrap();
+    let mut body = stream.bytes_stream();
+    let mut text = String::new();
+    while text.matches("event: cloudevent").count() < 5 {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    for _ in 0..500 {
+        let groups: Value = reqwest::get(format!("{base}/v1/groups"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if groups["groups"][0]["committed"] == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let pid = child.0.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    // The open stream ends: the server closes it while draining.
+    let rest = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(chunk) = body.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(rest.is_ok(), "the stream was closed by the drain");
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = child.0.wait().unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        (status, stderr)
+    })
+    .await
+    .unwrap();
+    assert_eq!(exit.0.code(), Some(0), "stderr: {}", exit.1);
+    for line in exit.1.lines() {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+        assert!(v["level"].is_string());
+    }
+    assert!(exit.1.contains("SIGTERM"), "{}", exit.1);
+
+    let log = pulse_sqlite::SqliteLog::open(dir.path()).await.unwrap();
+    let groups = log.groups().await.unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(
+        groups[0].committed, 5,
+        "offsets were committed by the drain"
+    );
+    log.close().await.unwrap();
+}
+
+#[test]
+fn bad_configuration_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pulse.toml");
+    std::fs::write(&config, "[limits]\nmax_body = 10\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pulse"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("max_body"), "{stderr}");
+}
