@@ -1,0 +1,339 @@
+//! Dead letters: a stream of their own (`<stream>_DLQ`), one record per failed event at
+//! `<prefix>_dlq.dead.<group>`; the dead letter's id is its sequence there.
+//!
+//! Two paths write them. When a handler fails the `max_deliver`-th delivery, `nack`
+//! writes the record itself (it has the error text, and the caller gets the id at once)
+//! and terminates the message. When deliveries run out without a nack (the handler hung
+//! or its instance died each time), JetStream stops redelivering and publishes the
+//! `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<group>` advisory; every
+//! instance listens in one queue group, and the one that gets it fetches the event by
+//! its sequence and writes the record. Both use `Nats-Msg-Id`, so a retried write is
+//! stored once.
+//!
+//! `redrive` publishes the dead letter's id at `<prefix>_dlq.redrive.<group>`; the
+//! group's members pull those requests from a second durable consumer and hand the
+//! event out again (outside the gate: it is already behind the committed offset). Once
+//! acknowledged, the record is deleted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::RawMessageErrorKind;
+use async_nats::Subject;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use pulse_core::{DeadLetter, Delivery, LogError, NackOutcome, StoredEvent};
+use serde::Deserialize;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::warn;
+
+use crate::codec::{decode_event, DeadRecord};
+use crate::error::{classify, ensure_connected};
+use crate::group::{self, settle, GroupHandle};
+use crate::log::Shared;
+use crate::metrics;
+use crate::pull::{ack_info, pull, PullError};
+use crate::read::scan;
+
+/// How often a member looks for redrive requests it did not make itself.
+const REDRIVE_POLL: Duration = Duration::from_secs(1);
+
+/// A redriven dead letter handed out to this instance.
+#[derive(Clone, Debug)]
+pub(crate) struct Redriven {
+    reply: Subject,
+    deadline: Instant,
+    dead_id: u64,
+    event: StoredEvent,
+    attempt: u32,
+    first_failure: DateTime<Utc>,
+}
+
+/// Writes a dead letter; returns its id.
+pub(crate) async fn store(
+    shared: &Shared,
+    group: &str,
+    event: &StoredEvent,
+    error: &str,
+    attempts: u32,
+    first_failure: DateTime<Utc>,
+    msg_id: &str,
+) -> Result<u64, LogError> {
+    let record = DeadRecord::new(group, event, error, attempts, first_failure);
+    let message = PublishMessage::build()
+        .payload(record.encode()?)
+        .message_id(msg_id);
+    let ack = shared
+        .js
+        .send_publish(shared.names.dead_subject(group), message)
+        .await
+        .map_err(|e| classify(&shared.client, "cannot store a dead letter", e))?
+        .await
+        .map_err(|e| classify(&shared.client, "cannot store a dead letter", e))?;
+    ::metrics::counter!(metrics::DEAD_LETTERED).increment(1);
+    Ok(ack.sequence)
+}
+
+async fn load(shared: &Shared, id: u64) -> Result<Option<DeadRecord>, LogError> {
+    match shared.dead.get_raw_message(id).await {
+        Ok(message) => {
+            let subject = message.subject.as_str();
+            if !subject.starts_with(&format!("{}.dead.", shared.names.dead_prefix)) {
+                return Ok(None);
+            }
+            DeadRecord::decode(id, &message.payload).map(Some)
+        }
+        Err(e) if matches!(e.kind(), RawMessageErrorKind::NoMessageFound) => Ok(None),
+        Err(e) if matches!(e.kind(), RawMessageErrorKind::JetStream(ref j) if j.error_code() == async_nats::jetstream::ErrorCode::NO_MESSAGE_FOUND) => {
+            Ok(None)
+        }
+        Err(e) => Err(classify(&shared.client, "cannot read a dead letter", e)),
+    }
+}
+
+pub(crate) async fn dead_letters(
+    shared: &Shared,
+    group: Option<&str>,
+    after_id: u64,
+    limit: usize,
+) -> Result<Vec<DeadLetter>, LogError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    if group.is_some_and(|g| pulse_core::log::validate_group_name(g).is_err()) {
+        return Ok(Vec::new());
+    }
+    let filter = shared.names.dead_subject(group.unwrap_or("*"));
+    scan(
+        shared,
+        &shared.dead,
+        filter,
+        after_id.saturating_add(1),
+        limit,
+        |id, message| {
+            DeadRecord::decode(id, &message.payload)?
+                .into_dead_letter(id)
+                .map(Some)
+        },
+    )
+    .await
+}
+
+pub(crate) async fn redrive(shared: &Shared, id: u64) -> Result<(), LogError> {
+    ensure_connected(&shared.client)?;
+    let record = load(shared, id)
+        .await?
+        .ok_or(LogError::UnknownDeadLetter(id))?;
+    let handle = group::handle(shared, &record.group).await?;
+    shared
+        .js
+        .publish(
+            shared.names.redrive_subject(&record.group),
+            id.to_string().into(),
+        )
+        .await
+        .map_err(|e| classify(&shared.client, "cannot redrive", e))?
+        .await
+        .map_err(|e| classify(&shared.client, "cannot redrive", e))?;
+    *handle.redrive_due.lock() = Instant::now();
+    Ok(())
+}
+
+/// Redriven dead letters for `handle`, when it is time to look.
+pub(crate) async fn take_redriven(
+    shared: &Shared,
+    handle: &GroupHandle,
+    max: usize,
+) -> Result<Vec<Delivery>, LogError> {
+    let now = Instant::now();
+    {
+        let mut due = handle.redrive_due.lock();
+        if *due > now {
+            return Ok(Vec::new());
+        }
+        *due = now + REDRIVE_POLL;
+    }
+    let requests = match pull(shared, &shared.names.dead_stream, &handle.name, max, None).await {
+        Ok(requests) => requests,
+        Err(PullError::NoConsumer) => return Ok(Vec::new()),
+        Err(PullError::Log(e)) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for request in requests {
+        let Some(reply) = request.reply.clone() else {
+            continue;
+        };
+        let attempt = ack_info(&reply).map_or(1, |(delivered, _, _)| delivered);
+        let record = match std::str::from_utf8(&request.payload)
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            Some(id) => load(shared, id).await?.map(|r| (id, r)),
+            None => None,
+        };
+        let Some((dead_id, record)) = record else {
+            // Resolved meanwhile, or not a request: nothing to hand out.
+            settle(shared, &reply, Bytes::from_static(b"+TERM")).await?;
+            continue;
+        };
+        let first_failure = record.first_failure;
+        let letter = record.into_dead_letter(dead_id)?;
+        let offset = letter.event.offset;
+        handle.redriven.lock().insert(
+            offset,
+            Redriven {
+                reply,
+                deadline: now + handle.config.lock().ack_wait,
+                dead_id,
+                event: letter.event.clone(),
+                attempt,
+                first_failure,
+            },
+        );
+        out.push(Delivery {
+            event: letter.event,
+            attempt,
+        });
+    }
+    Ok(out)
+}
+
+/// Reply subjects of redriven dead letters still within their ack wait.
+pub(crate) fn alive(handle: &GroupHandle, now: Instant) -> Vec<Subject> {
+    handle
+        .redriven
+        .lock()
+        .values()
+        .filter(|r| r.deadline > now)
+        .map(|r| r.reply.clone())
+        .collect()
+}
+
+/// Forgets every redriven dead letter handed out here; returns their reply subjects.
+pub(crate) fn drain(handle: &GroupHandle) -> Vec<Subject> {
+    handle
+        .redriven
+        .lock()
+        .drain()
+        .map(|(_, r)| r.reply)
+        .collect()
+}
+
+/// A redriven dead letter was handled: it leaves the store.
+pub(crate) async fn resolve(
+    shared: &Shared,
+    handle: &GroupHandle,
+    offset: u64,
+    redriven: &Redriven,
+) -> Result<(), LogError> {
+    settle(shared, &redriven.reply, Bytes::from_static(b"+ACK")).await?;
+    shared
+        .dead
+        .delete_message(redriven.dead_id)
+        .await
+        .map_err(|e| classify(&shared.client, "cannot remove a resolved dead letter", e))?;
+    handle.redriven.lock().remove(&offset);
+    Ok(())
+}
+
+/// A redriven dead letter failed again: redelivered, or stored anew once out of attempts.
+pub(crate) async fn nack_redriven(
+    shared: &Shared,
+    handle: &GroupHandle,
+    offset: u64,
+    redriven: Redriven,
+    delay: Duration,
+    error: &str,
+    max_deliver: u32,
+) -> Result<NackOutcome, LogError> {
+    if redriven.attempt < max_deliver {
+        let body: Bytes = async_nats::jetstream::AckKind::Nak(Some(delay)).into();
+        settle(shared, &redriven.reply, body).await?;
+        handle.redriven.lock().remove(&offset);
+        return Ok(NackOutcome::Redeliver);
+    }
+    let id = store(
+        shared,
+        &handle.name,
+        &redriven.event,
+        error,
+        redriven.attempt,
+        redriven.first_failure,
+        &format!("{}.{offset}.r{}", handle.name, redriven.dead_id),
+    )
+    .await?;
+    settle(shared, &redriven.reply, Bytes::from_static(b"+TERM")).await?;
+    let _ = shared.dead.delete_message(redriven.dead_id).await;
+    handle.redriven.lock().remove(&offset);
+    Ok(NackOutcome::DeadLettered(id))
+}
+
+/// JetStream's max-deliveries advisory (the fields Pulse uses).
+#[derive(Deserialize)]
+struct MaxDeliveries {
+    consumer: String,
+    stream_seq: u64,
+    deliveries: u32,
+}
+
+/// Listens for max-deliveries advisories of the log's stream, in a queue group shared by
+/// every instance, and stores each as a dead letter.
+pub(crate) async fn spawn_advisory_listener(
+    shared: &Arc<Shared>,
+) -> Result<JoinHandle<()>, LogError> {
+    let subject = format!(
+        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.*",
+        shared.names.stream
+    );
+    let mut sub = shared
+        .client
+        .queue_subscribe(
+            subject,
+            format!("pulse-dead-letters-{}", shared.names.stream),
+        )
+        .await
+        .map_err(|e| classify(&shared.client, "cannot listen for advisories", e))?;
+    let weak = Arc::downgrade(shared);
+    Ok(tokio::spawn(async move {
+        while let Some(message) = sub.next().await {
+            let Some(shared) = weak.upgrade() else {
+                return;
+            };
+            if let Err(err) = on_max_deliveries(&shared, &message.payload).await {
+                warn!(%err, "could not store a dead letter from a max-deliveries advisory");
+            }
+        }
+    }))
+}
+
+async fn on_max_deliveries(shared: &Shared, payload: &[u8]) -> Result<(), LogError> {
+    let advisory: MaxDeliveries = serde_json::from_slice(payload)
+        .map_err(|e| LogError::Incompatible(format!("unreadable advisory: {e}")))?;
+    let message = shared
+        .stream
+        .get_raw_message(advisory.stream_seq)
+        .await
+        .map_err(|e| classify(&shared.client, "cannot read a dead event", e))?;
+    let event = decode_event(advisory.stream_seq, &message.payload)?;
+    let error = format!(
+        "not acknowledged within the ack wait, {} deliveries",
+        advisory.deliveries
+    );
+    store(
+        shared,
+        &advisory.consumer,
+        &event,
+        &error,
+        advisory.deliveries,
+        Utc::now(),
+        &format!(
+            "{}.{}.{}",
+            advisory.consumer, advisory.stream_seq, advisory.deliveries
+        ),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,241 @@
+//! [`NatsLog`]: the handle, its connection and the JetStream resources it sets up.
+//!
+//! One handle is one "instance": several processes (or handles) connected with the same
+//! prefix share the log, its groups, dead letters, leases and checkpoints. The handle
+//! owns three background tasks, stopped when it is dropped: the append watch (polls the
+//! stream's last sequence while someone watches), the keep-alive of fetched events
+//! (progress acks within the liveness window) and the dead-letter listener (turns
+//! JetStream's max-deliveries advisories into dead letters). Dropping the handle hands
+//! its unacknowledged events back for immediate redelivery.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+use async_nats::{Client, ConnectOptions};
+use parking_lot::Mutex;
+use pulse_core::LogError;
+use tokio::sync::{watch, OnceCell};
+use tokio::task::JoinHandle;
+
+use crate::error::classify;
+use crate::group::GroupHandle;
+use crate::options::{Names, NatsOptions};
+
+/// The Pulse event log on NATS JetStream.
+#[derive(Debug)]
+pub struct NatsLog {
+    pub(crate) shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// What every operation of a handle uses.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) client: Client,
+    pub(crate) js: jetstream::Context,
+    pub(crate) names: Names,
+    pub(crate) options: NatsOptions,
+    pub(crate) stream: stream::Stream,
+    pub(crate) dead: stream::Stream,
+    pub(crate) ids: Option<kv::Store>,
+    pub(crate) leases: OnceCell<kv::Store>,
+    pub(crate) checkpoints: OnceCell<kv::Store>,
+    pub(crate) tail: watch::Sender<u64>,
+    /// Held while the publishes of one chunk are handed to the client, so that a batch is
+    /// stored in order and publish-ack permits cannot run out mid-chunk.
+    pub(crate) send_lock: tokio::sync::Mutex<()>,
+    pub(crate) groups: Mutex<HashMap<String, Arc<GroupHandle>>>,
+}
+
+impl Drop for NatsLog {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        // Hand unfinished work back at once rather than after the liveness window; when
+        // no runtime is left, the server redelivers it after the window anyway.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let shared = self.shared.clone();
+            runtime.spawn(async move { crate::group::release_all(&shared).await });
+        }
+    }
+}
+
+impl NatsLog {
+    /// Connects to the server at `url` (for example `nats://127.0.0.1:4222`) and creates
+    /// the log's streams when missing. A server that cannot be reached is `Unavailable`;
+    /// one without JetStream, or a stream of that name that is not Pulse's, is
+    /// `Incompatible`. Once connected, the client reconnects by itself after a loss.
+    pub async fn connect(url: &str, options: NatsOptions) -> Result<Self, LogError> {
+        options.validate()?;
+        let client = ConnectOptions::new()
+            .name("pulse")
+            .connection_timeout(options.connect_timeout)
+            .request_timeout(Some(options.request_timeout))
+            .max_reconnects(None)
+            .reconnect_delay_callback(|attempts| {
+                let exp = attempts.min(5) as u32;
+                Duration::from_millis(100 * 2u64.pow(exp)).min(Duration::from_secs(2))
+            })
+            .connect(url)
+            .await
+            .map_err(|e| LogError::Unavailable(format!("cannot connect to NATS at {url}: {e}")))?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(options.request_timeout)
+            .max_ack_inflight(1 << 16)
+            .build(client.clone());
+        let names = options.names();
+        let storage = if options.memory_storage {
+            stream::StorageType::Memory
+        } else {
+            stream::StorageType::File
+        };
+        let events = stream::Config {
+            name: names.stream.clone(),
+            subjects: vec![names.event_filter(None)],
+            storage,
+            duplicate_window: options.duplicate_window,
+            allow_direct: true,
+            description: Some("Pulse event log".into()),
+            ..Default::default()
+        };
+        let stream = ensure_stream(&client, &js, events).await?;
+        let dead = stream::Config {
+            name: names.dead_stream.clone(),
+            subjects: vec![format!("{}.>", names.dead_prefix)],
+            storage,
+            duplicate_window: options.duplicate_window,
+            description: Some("Pulse dead letters and redrive requests".into()),
+            ..Default::default()
+        };
+        let dead = ensure_stream(&client, &js, dead).await?;
+        let ids = if options.id_index {
+            Some(ensure_bucket(&client, &js, &names.ids_bucket, Duration::ZERO, storage).await?)
+        } else {
+            None
+        };
+        let last = stream.cached_info().state.last_sequence;
+        let shared = Arc::new(Shared {
+            client,
+            js,
+            names,
+            options,
+            stream,
+            dead,
+            ids,
+            leases: OnceCell::new(),
+            checkpoints: OnceCell::new(),
+            tail: watch::Sender::new(last),
+            send_lock: tokio::sync::Mutex::new(()),
+            groups: Mutex::new(HashMap::new()),
+        });
+        let tasks = vec![
+            tokio::spawn(watch_tail(Arc::downgrade(&shared))),
+            tokio::spawn(crate::group::keep_alive(Arc::downgrade(&shared))),
+            crate::dead_letter::spawn_advisory_listener(&shared).await?,
+        ];
+        Ok(Self { shared, tasks })
+    }
+
+    /// The names of the JetStream resources this log uses.
+    pub fn names(&self) -> &Names {
+        &self.shared.names
+    }
+
+    /// The underlying client, for callers that share the connection.
+    pub fn client(&self) -> &Client {
+        &self.shared.client
+    }
+}
+
+/// Opens the stream of `config`, creating it when missing and updating its duplicate
+/// window when it differs; a stream of that name with other subjects is not Pulse's.
+async fn ensure_stream(
+    client: &Client,
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> Result<stream::Stream, LogError> {
+    let name = config.name.clone();
+    match js.get_stream(&name).await {
+        Ok(stream) => {
+            let existing = &stream.cached_info().config;
+            if existing.subjects != config.subjects {
+                return Err(LogError::Incompatible(format!(
+                    "stream {name} exists with subjects {:?}, not {:?}",
+                    existing.subjects, config.subjects
+                )));
+            }
+            if existing.duplicate_window != config.duplicate_window {
+                let mut updated = existing.clone();
+                updated.duplicate_window = config.duplicate_window;
+                js.update_stream(updated)
+                    .await
+                    .map_err(|e| classify(client, "cannot update the stream", e))?;
+            }
+            Ok(stream)
+        }
+        Err(e) if stream_missing(&e) => js
+            .create_stream(config)
+            .await
+            .map_err(|e| classify(client, "cannot create the stream", e)),
+        Err(e) => Err(classify(client, "cannot open the stream", e)),
+    }
+}
+
+fn stream_missing(err: &jetstream::context::GetStreamError) -> bool {
+    matches!(
+        err.kind(),
+        jetstream::context::GetStreamErrorKind::JetStream(e)
+            if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
+}
+
+/// Opens (or creates) the KV bucket `name` whose entries live `max_age` (zero: forever).
+pub(crate) async fn ensure_bucket(
+    client: &Client,
+    js: &jetstream::Context,
+    name: &str,
+    max_age: Duration,
+    storage: stream::StorageType,
+) -> Result<kv::Store, LogError> {
+    match js.get_key_value(name).await {
+        Ok(store) => Ok(store),
+        Err(_) => js
+            .create_key_value(kv::Config {
+                bucket: name.to_owned(),
+                max_age,
+                storage,
+                history: 1,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| classify(client, "cannot create a KV bucket", e)),
+    }
+}
+
+/// Keeps the append watch current with appends of other instances: polls the stream's
+/// last sequence while anyone watches, until the log is dropped.
+async fn watch_tail(shared: Weak<Shared>) {
+    loop {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let interval = shared.options.watch_interval;
+        if shared.tail.receiver_count() > 0 {
+            if let Ok(info) = shared.stream.get_info().await {
+                let last = info.state.last_sequence;
+                shared.tail.send_if_modified(|current| {
+                    let newer = last > *current;
+                    if newer {
+                        *current = last;
+                    }
+                    newer
+                });
+            }
+        }
+        drop(shared);
+        tokio::time::sleep(interval).await;
+    }
+}

@@ -1,0 +1,226 @@
+//! [`NatsOptions`]: how a [`NatsLog`](crate::NatsLog) names its JetStream resources and
+//! behaves.
+//!
+//! The prefix is the unit of isolation: every event of the log is published under
+//! `<prefix>.<event type>` into one stream, and the dead-letter stream and KV buckets
+//! take their names from it. Instances that should share a log name the same prefix.
+
+use std::time::Duration;
+
+use pulse_core::LogError;
+
+/// Settings of a [`NatsLog`](crate::NatsLog).
+#[derive(Clone, Debug)]
+pub struct NatsOptions {
+    /// The subject prefix: dot-separated tokens of `[A-Za-z0-9_-]`. Events are published
+    /// to `<prefix>.<event type>`.
+    pub prefix: String,
+    /// The stream's name; `None` derives it from the prefix (dots become `_`).
+    pub stream: Option<String>,
+    /// JetStream's duplicate window: a publish whose event id was stored less than this
+    /// long ago is recognised by the server itself and returns the original offset.
+    /// NATS's default is two minutes; the server keeps every id of the window in memory.
+    pub duplicate_window: Duration,
+    /// Also keep a durable id → offset index (a KV bucket) so that an id stays
+    /// deduplicated after the duplicate window has passed. Costs two more requests per
+    /// event, so it is off by default.
+    pub id_index: bool,
+    /// Store the streams in memory instead of files (tests only: nothing survives a
+    /// server restart).
+    pub memory_storage: bool,
+    /// Timeout of every request to the server (publish acks, API calls, acks).
+    pub request_timeout: Duration,
+    /// How long to wait for the first connection.
+    pub connect_timeout: Duration,
+    /// The most events one group has fetched and not yet acknowledged, per group
+    /// (JetStream's `max_ack_pending`); bounds the memory of every member.
+    pub max_ack_pending: i64,
+    /// Redelivery delays after an ack-wait expiry (JetStream's consumer `backoff`);
+    /// empty means every redelivery waits the group's ack wait. Used only when shorter
+    /// than the group's `max_deliver`, as JetStream requires.
+    pub backoff: Vec<Duration>,
+    /// How soon the events a dead instance had fetched go to the other members: the
+    /// consumers' ack wait on the server, kept alive by progress acks while the instance
+    /// lives (a group's own, longer `ack_wait` is enforced by the instance).
+    pub liveness: Duration,
+    /// How long a job lease (one `(job, tick)` claim) is kept.
+    pub lease_ttl: Duration,
+    /// How often `watch_appends` asks the server for the last offset, to see appends
+    /// made by other instances (this instance's own appends show at once).
+    pub watch_interval: Duration,
+}
+
+impl Default for NatsOptions {
+    fn default() -> Self {
+        Self::new("pulse")
+    }
+}
+
+impl NatsOptions {
+    /// Defaults for the log under `prefix`: file storage, a 2 minute duplicate window
+    /// without an id index, 5 s timeouts and liveness window, up to 4,096 unacknowledged events per group,
+    /// job leases kept a day, other instances' appends seen within 100 ms.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+            stream: None,
+            duplicate_window: Duration::from_secs(120),
+            id_index: false,
+            memory_storage: false,
+            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            max_ack_pending: 4096,
+            backoff: Vec::new(),
+            liveness: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(24 * 3600),
+            watch_interval: Duration::from_millis(100),
+        }
+    }
+
+    /// Checks the settings, naming the first one that is wrong.
+    pub fn validate(&self) -> Result<(), LogError> {
+        let token_ok = |t: &str| {
+            !t.is_empty()
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        if !self.prefix.split('.').all(token_ok) || self.prefix.len() > 64 {
+            return Err(invalid(format!(
+                "prefix must be up to 64 characters of dot-separated [A-Za-z0-9_-] tokens, got {:?}",
+                self.prefix
+            )));
+        }
+        if let Some(stream) = &self.stream {
+            if !token_ok(stream) || stream.len() > 64 {
+                return Err(invalid(format!(
+                    "stream must be 1 to 64 characters of [A-Za-z0-9_-], got {stream:?}"
+                )));
+            }
+        }
+        if self.duplicate_window < Duration::from_millis(100) {
+            return Err(invalid("duplicate_window must be at least 100ms".into()));
+        }
+        if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(invalid("timeouts must not be zero".into()));
+        }
+        if self.liveness < Duration::from_millis(300) {
+            return Err(invalid("liveness must be at least 300ms".into()));
+        }
+        if self.max_ack_pending < 1 {
+            return Err(invalid("max_ack_pending must be at least 1".into()));
+        }
+        if self.lease_ttl < Duration::from_secs(1) {
+            return Err(invalid("lease_ttl must be at least 1s".into()));
+        }
+        if self.watch_interval.is_zero() {
+            return Err(invalid("watch_interval must not be zero".into()));
+        }
+        Ok(())
+    }
+
+    /// The names of every JetStream resource of the log.
+    pub fn names(&self) -> Names {
+        let stream = self
+            .stream
+            .clone()
+            .unwrap_or_else(|| self.prefix.replace('.', "_"));
+        Names {
+            events_subject_prefix: self.prefix.clone(),
+            dead_stream: format!("{stream}_DLQ"),
+            dead_prefix: format!("{}_dlq", self.prefix),
+            ids_bucket: format!("{stream}_ids"),
+            leases_bucket: format!("{stream}_leases"),
+            checkpoints_bucket: format!("{stream}_checkpoints"),
+            stream,
+        }
+    }
+}
+
+/// Where a log keeps its data on the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Names {
+    /// The event stream.
+    pub stream: String,
+    /// Events are published to `<this>.<event type>`.
+    pub events_subject_prefix: String,
+    /// The dead-letter stream.
+    pub dead_stream: String,
+    /// Its subjects: `<this>.dead.<group>` (dead letters) and `<this>.redrive.<group>`
+    /// (dead letters handed back).
+    pub dead_prefix: String,
+    /// The KV bucket of the id index.
+    pub ids_bucket: String,
+    /// The KV bucket of job leases.
+    pub leases_bucket: String,
+    /// The KV bucket of job checkpoints.
+    pub checkpoints_bucket: String,
+}
+
+impl Names {
+    /// The subject of events of type `ty`.
+    pub fn event_subject(&self, ty: &str) -> String {
+        format!("{}.{ty}", self.events_subject_prefix)
+    }
+
+    /// The subject filter of events whose type matches `pattern` (Pulse's pattern
+    /// grammar is NATS's, so it maps token for token).
+    pub fn event_filter(&self, pattern: Option<&str>) -> String {
+        format!("{}.{}", self.events_subject_prefix, pattern.unwrap_or(">"))
+    }
+
+    /// The event type of a message published on `subject`, if it is one of the log's.
+    pub fn event_type<'a>(&self, subject: &'a str) -> Option<&'a str> {
+        subject
+            .strip_prefix(self.events_subject_prefix.as_str())?
+            .strip_prefix('.')
+    }
+
+    /// The subject of `group`'s dead letters (`*` for every group).
+    pub fn dead_subject(&self, group: &str) -> String {
+        format!("{}.dead.{group}", self.dead_prefix)
+    }
+
+    /// The subject of `group`'s redrive requests.
+    pub fn redrive_subject(&self, group: &str) -> String {
+        format!("{}.redrive.{group}", self.dead_prefix)
+    }
+}
+
+fn invalid(message: String) -> LogError {
+    LogError::Incompatible(format!("invalid NATS options: {message}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_prefix() {
+        let names = NatsOptions::new("acme.pulse").names();
+        assert_eq!(names.stream, "acme_pulse");
+        assert_eq!(names.event_subject("health.hr"), "acme.pulse.health.hr");
+        assert_eq!(names.event_filter(Some("health.*")), "acme.pulse.health.*");
+        assert_eq!(names.event_filter(None), "acme.pulse.>");
+        assert_eq!(names.event_type("acme.pulse.health.hr"), Some("health.hr"));
+        assert_eq!(names.event_type("acme.pulsex.health"), None);
+        assert_eq!(names.dead_subject("g"), "acme.pulse_dlq.dead.g");
+        assert_eq!(names.dead_stream, "acme_pulse_DLQ");
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        for prefix in ["", "a..b", "a b", "a.*", "a.>"] {
+            let err = NatsOptions::new(prefix).validate().unwrap_err();
+            assert!(err.to_string().contains("prefix"), "{prefix:?}: {err}");
+        }
+        let mut options = NatsOptions::new("ok");
+        options.duplicate_window = Duration::from_millis(1);
+        assert!(options
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("duplicate_window"));
+        assert!(NatsOptions::new("ok").validate().is_ok());
+    }
+}
