@@ -40,8 +40,10 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// itself (and record its own error) before its task is aborted.
 pub(crate) const ABORT_AFTER_CANCEL: Duration = Duration::from_secs(1);
 
-/// How many ticks missed during one stall are counted in `coalesced` at most.
-const MAX_COUNTED_TICKS: u32 = 100_000;
+/// How many ticks missed during one stall are counted in `coalesced` at most: a cron schedule
+/// counts by stepping through its ticks (about a microsecond each, see `benches/schedule.rs`),
+/// and the count must not hold the scheduler task for long after a days-long suspend.
+const MAX_COUNTED_TICKS: u32 = 10_000;
 
 /// A request from a [`Scheduler`](crate::Scheduler) handle.
 pub(crate) enum Command {
@@ -279,17 +281,7 @@ impl Actor {
             .latest_at_or_before(now)
             .filter(|latest| *latest > first)
             .unwrap_or(first);
-        let mut coalesced = 0u32;
-        let mut cursor = first;
-        while coalesced < MAX_COUNTED_TICKS {
-            match schedule.next_after(cursor) {
-                Some(tick) if tick <= latest => {
-                    coalesced += 1;
-                    cursor = tick;
-                }
-                _ => break,
-            }
-        }
+        let coalesced = schedule.count_between(first, latest, MAX_COUNTED_TICKS);
         // Only the planned tick was jittered; a tick found late after a stall is judged from
         // its own time.
         let intended = if latest == first { fire } else { latest };

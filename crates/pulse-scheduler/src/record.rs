@@ -69,7 +69,8 @@ pub struct RunRecord {
     /// Why the run failed or was missed (`None` when `ok`).
     pub error: Option<String>,
     /// Earlier ticks folded into this one (after a stall, or ticks that arrived while a
-    /// coalescing job was running): the run — or the miss — stands for `1 + coalesced` ticks.
+    /// coalescing job was running): the run — or the miss — stands for `1 + coalesced` ticks
+    /// (a stall's ticks are counted up to 10,000).
     pub coalesced: u32,
 }
 

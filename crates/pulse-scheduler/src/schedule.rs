@@ -83,6 +83,29 @@ impl Schedule {
         }
     }
 
+    /// How many ticks fall in `(after, until]`, counting at most `cap` (intervals answer by
+    /// arithmetic; cron schedules step through their ticks, hence the cap).
+    pub fn count_between(&self, after: DateTime<Utc>, until: DateTime<Utc>, cap: u32) -> u32 {
+        if until <= after {
+            return 0;
+        }
+        if let Self::Interval(interval) = self {
+            return interval.count_between(after, until).min(cap);
+        }
+        let mut count = 0;
+        let mut cursor = after;
+        while count < cap {
+            match self.next_after(cursor) {
+                Some(tick) if tick <= until => {
+                    count += 1;
+                    cursor = tick;
+                }
+                _ => break,
+            }
+        }
+        count
+    }
+
     /// The next `count` ticks strictly after `after` (fewer when the schedule ends).
     pub fn upcoming(&self, after: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
         let mut ticks = Vec::with_capacity(count);
@@ -159,6 +182,25 @@ mod tests {
             Schedule::parse_time_zone("Mars/Olympus"),
             Err(ScheduleError::UnknownTimeZone("Mars/Olympus".to_owned()))
         );
+    }
+
+    #[test]
+    fn counts_ticks_in_a_range() {
+        let start: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let end: DateTime<Utc> = "2026-01-01T01:00:00Z".parse().unwrap();
+        for text in ["every 5m", "*/5 * * * *"] {
+            let schedule: Schedule = text.parse().unwrap();
+            // (00:00, 01:00] holds 00:05 .. 01:00.
+            assert_eq!(schedule.count_between(start, end, 1000), 12, "{text}");
+            assert_eq!(schedule.count_between(start, end, 5), 5, "{text}");
+            assert_eq!(schedule.count_between(end, start, 1000), 0, "{text}");
+            let just_before = end - chrono::Duration::milliseconds(1);
+            assert_eq!(
+                schedule.count_between(start, just_before, 1000),
+                11,
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -99,6 +99,14 @@ impl Interval {
         self.tick(k)
     }
 
+    /// How many ticks fall in `(after, until]`.
+    pub(crate) fn count_between(&self, after: DateTime<Utc>, until: DateTime<Utc>) -> u32 {
+        let index =
+            |t: DateTime<Utc>| (t.timestamp_millis() - self.offset_ms).div_euclid(self.period_ms);
+        let count = index(until).saturating_sub(index(after)).max(0);
+        u32::try_from(count).unwrap_or(u32::MAX)
+    }
+
     fn tick(&self, k: i64) -> Option<DateTime<Utc>> {
         let ms = k.checked_mul(self.period_ms)?.checked_add(self.offset_ms)?;
         Utc.timestamp_millis_opt(ms).single()
