@@ -182,6 +182,8 @@ pub(crate) async fn take_redriven(
         let first_failure = record.first_failure;
         let letter = record.into_dead_letter(dead_id)?;
         let offset = letter.event.offset;
+        // The consumer will not deliver it again: whatever the gate remembers is stale.
+        handle.gate.lock().remove(offset);
         handle.redriven.lock().insert(
             offset,
             Redriven {

@@ -353,10 +353,10 @@ pub(crate) async fn ack(shared: &Shared, name: &str, offsets: &[u64]) -> Result<
         let gate = handle.gate.lock();
         let redrives = handle.redriven.lock();
         for &offset in offsets {
-            if let Some(pending) = gate.delivered(offset) {
-                gated.push((offset, pending.reply.clone()));
-            } else if let Some(r) = redrives.get(&offset) {
+            if let Some(r) = redrives.get(&offset) {
                 redriven.push((offset, r.clone()));
+            } else if let Some(pending) = gate.delivered(offset) {
+                gated.push((offset, pending.reply.clone()));
             }
         }
     }
@@ -385,19 +385,17 @@ pub(crate) async fn nack(
         let config = handle.config.lock();
         (config.ack_wait, config.max_deliver.max(1))
     };
+    let redriven = handle.redriven.lock().get(&offset).cloned();
+    if let Some(r) = redriven {
+        return dead_letter::nack_redriven(shared, &handle, offset, r, delay, error, max_deliver)
+            .await;
+    }
     let pending = handle.gate.lock().delivered(offset).cloned();
     let Some(pending) = pending else {
-        let redriven = handle.redriven.lock().get(&offset).cloned();
-        return match redriven {
-            Some(r) => {
-                dead_letter::nack_redriven(shared, &handle, offset, r, delay, error, max_deliver)
-                    .await
-            }
-            None => Err(LogError::UnknownDelivery {
-                group: name.to_owned(),
-                offset,
-            }),
-        };
+        return Err(LogError::UnknownDelivery {
+            group: name.to_owned(),
+            offset,
+        });
     };
     let first_failure = handle.gate.lock().failed(offset, Utc::now());
     if pending.attempt >= max_deliver {

@@ -200,19 +200,39 @@ pub(crate) async fn ensure_bucket(
     max_age: Duration,
     storage: stream::StorageType,
 ) -> Result<kv::Store, LogError> {
-    match js.get_key_value(name).await {
-        Ok(store) => Ok(store),
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: name.to_owned(),
-                max_age,
-                storage,
-                history: 1,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| classify(client, "cannot create a KV bucket", e)),
+    if let Ok(store) = js.get_key_value(name).await {
+        return Ok(store);
     }
+    // The bucket's stream as async-nats's `create_key_value` would make it; made here
+    // because that call first asks for account details whose shape changed after
+    // server 2.9.
+    let config = stream::Config {
+        name: format!("KV_{name}"),
+        description: Some("Pulse KV bucket".into()),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        max_age,
+        storage,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: 1,
+        ..Default::default()
+    };
+    match js.create_stream(config).await {
+        Ok(_) => {}
+        // Another instance made it first.
+        Err(e)
+            if matches!(
+                e.kind(),
+                jetstream::context::CreateStreamErrorKind::JetStream(_)
+            ) => {}
+        Err(e) => return Err(classify(client, "cannot create a KV bucket", e)),
+    }
+    js.get_key_value(name)
+        .await
+        .map_err(|e| classify(client, "cannot open a KV bucket", e))
 }
 
 /// Keeps the append watch current with appends of other instances: polls the stream's

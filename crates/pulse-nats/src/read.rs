@@ -74,7 +74,9 @@ pub(crate) async fn scan<T>(
     let result = async {
         let mut out = Vec::new();
         while out.len() < limit && pending > 0 {
-            let batch = usize::try_from(pending).unwrap_or(PULL_BATCH).clamp(1, PULL_BATCH);
+            let batch = usize::try_from(pending)
+                .unwrap_or(PULL_BATCH)
+                .clamp(1, PULL_BATCH);
             let messages = match pull(shared, &stream_name, &name, batch, None).await {
                 Ok(messages) => messages,
                 Err(PullError::Log(e)) => return Err(e),

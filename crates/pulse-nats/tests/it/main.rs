@@ -2,4 +2,9 @@
 //! `PULSE_TEST_NATS_URL` (skipped, saying so, when it is unset).
 
 mod contract;
+mod dead_letters;
+mod dedup;
+mod instances;
+mod jobs;
+mod outage;
 mod support;

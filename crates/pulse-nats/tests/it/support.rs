@@ -87,3 +87,95 @@ pub(crate) async fn contract_log() -> (NatsLog, Prefix) {
     let prefix = Prefix::new(url, "contract");
     (prefix.open().await, prefix)
 }
+
+/// A TCP forwarder between a client and the NATS server that the test can cut (every
+/// connection closed, new ones refused) and restore, to play a lost network or a dead
+/// instance without touching the shared server.
+pub(crate) struct Proxy {
+    addr: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    links: std::sync::Arc<parking_lot::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Starts forwarding a fresh loopback port to the server of `url`.
+    pub(crate) async fn start(url: &str) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let hostport = url
+            .trim_start_matches("nats://")
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let target = tokio::net::lookup_host(&hostport)
+            .await
+            .unwrap_or_else(|e| panic!("cannot resolve {hostport}: {e}"))
+            .next()
+            .expect("the NATS address resolves");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let addr = listener.local_addr().expect("a bound address");
+        let up = Arc::new(AtomicBool::new(true));
+        let links: Arc<parking_lot::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (up2, links2) = (up.clone(), links.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let link = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                links2.lock().push(link.abort_handle());
+            }
+        });
+        Self {
+            addr,
+            up,
+            links,
+            accept,
+        }
+    }
+
+    /// The URL clients use to go through the proxy.
+    pub(crate) fn url(&self) -> String {
+        format!("nats://{}", self.addr)
+    }
+
+    /// Closes every connection and refuses new ones.
+    pub(crate) fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for link in self.links.lock().drain(..) {
+            link.abort();
+        }
+    }
+
+    /// Accepts connections again.
+    pub(crate) fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// Events of type `ty`, with ids `<tag>-<i>` and subjects spread over `subjects`.
+pub(crate) fn events(tag: &str, n: usize, subjects: usize) -> Vec<pulse_core::Event> {
+    (0..n)
+        .map(|i| {
+            pulse_core::Event::new("health.reading.hr")
+                .with_id(format!("{tag}-{i}"))
+                .with_subject(format!("user-{}", i % subjects.max(1)))
+        })
+        .collect()
+}

@@ -1,0 +1,61 @@
+//! Dedup by event id, within JetStream's duplicate window and, with the id index,
+//! beyond it.
+
+use std::time::Duration;
+
+use pulse_core::{Event, EventLog, ReadQuery};
+
+use crate::support::{self, Prefix};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_id_index_deduplicates_after_the_window() {
+    let Some(url) = support::url("the_id_index_deduplicates_after_the_window") else {
+        return;
+    };
+    let prefix = Prefix::new(url, "idindex");
+    let mut options = prefix.options.clone();
+    options.duplicate_window = Duration::from_millis(200);
+    options.id_index = true;
+    let log = prefix.open_with(options.clone()).await;
+    let first = log
+        .append(vec![
+            Event::new("a.b").with_id("order-1"),
+            Event::new("a.c"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((first[0].offset, first[0].duplicate), (1, false));
+    // Well past the server's window: only the index still knows the id.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let other = prefix.open_with(options).await;
+    let again = other
+        .append(vec![
+            Event::new("a.x"),
+            Event::new("a.b").with_id("order-1"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((again[0].offset, again[0].duplicate), (3, false));
+    assert_eq!((again[1].offset, again[1].duplicate), (1, true));
+    assert_eq!(log.read(ReadQuery::after(0, 10)).await.unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_is_not_the_logs_is_refused() {
+    let Some(url) = support::url("a_stream_that_is_not_the_logs_is_refused") else {
+        return;
+    };
+    let prefix = Prefix::new(url.clone(), "foreign");
+    let _log = prefix.open().await;
+    // Another prefix naming the same stream: its subjects differ, so it is refused
+    // rather than written into.
+    let mut options = pulse_nats::NatsOptions::new(format!("{}.x", prefix.options.prefix));
+    options.stream = Some(prefix.options.names().stream);
+    let err = pulse_nats::NatsLog::connect(&url, options)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, pulse_core::LogError::Incompatible(_)),
+        "{err}"
+    );
+}
