@@ -11,6 +11,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// The bus frees events on another thread than the one that allocated them; mimalloc
+// handles that without the arena lock glibc's malloc takes (measured in bench/results/bus.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Pulse: a lightweight, durable event bus and an incremental health-data aggregation engine.
 #[derive(Parser)]
 #[command(name = "pulse", version, about, long_about = None)]

@@ -183,7 +183,15 @@ impl Event {
         validate_type(&self.ty)?;
         check_text("id", &self.id, MAX_ID_LEN)?;
         check_text("source", &self.source, MAX_TEXT_LEN)?;
-        if self.source.chars().any(char::is_whitespace) {
+        let whitespace = if self.source.is_ascii() {
+            // `char::is_whitespace` on ASCII: space and \t \n \x0B \x0C \r.
+            self.source
+                .bytes()
+                .any(|b| matches!(b, b' ' | b'\t'..=b'\r'))
+        } else {
+            self.source.chars().any(char::is_whitespace)
+        };
+        if whitespace {
             return Err(invalid(
                 "source",
                 "must be a URI-reference without whitespace",
@@ -221,16 +229,29 @@ pub fn validate_type(ty: &str) -> Result<(), EventError> {
             Pattern::MAX_LEN
         )));
     }
+    // Fast path for the common, valid case: a branch-free pass over the bytes.
+    let plain = ty.bytes().fold(true, |ok, b| {
+        ok & (b.is_ascii_alphanumeric() | (b == b'_') | (b == b'-') | (b == b'.'))
+    });
+    if plain && !ty.starts_with('.') && !ty.ends_with('.') && !ty.contains("..") {
+        return Ok(());
+    }
     let mut segment_len = 0;
-    for (position, c) in ty.char_indices() {
-        if c == '.' {
+    // Bytes rather than chars: valid types are ASCII, and every byte before a non-ASCII
+    // one is ASCII, so `position` is a char boundary when reporting it.
+    for (position, b) in ty.bytes().enumerate() {
+        if b == b'.' {
             if segment_len == 0 {
                 return Err(fail(format!("empty segment at position {position}")));
             }
             segment_len = 0;
-        } else if is_segment_char(c) {
+        } else if b.is_ascii() && is_segment_char(char::from(b)) {
             segment_len += 1;
         } else {
+            let c = ty[position..]
+                .chars()
+                .next()
+                .unwrap_or(char::REPLACEMENT_CHARACTER);
             return Err(fail(format!(
                 "invalid character {c:?} at position {position}: segments are [A-Za-z0-9_-]"
             )));
@@ -269,7 +290,13 @@ fn check_text(name: &'static str, value: &str, max: usize) -> Result<(), EventEr
             format!("{} bytes long, the limit is {max}", value.len()),
         ));
     }
-    if value.chars().any(char::is_control) {
+    // This runs several times per publish: a branch-free pass over the bytes (which the
+    // compiler vectorizes) clears printable ASCII, the only case that matters for speed;
+    // anything else takes the exact `char::is_control` test.
+    let plain_ascii = value
+        .bytes()
+        .fold(true, |ok, b| ok & (0x20..0x7f).contains(&b));
+    if !plain_ascii && value.chars().any(char::is_control) {
         return Err(invalid(name, "contains a control character"));
     }
     Ok(())

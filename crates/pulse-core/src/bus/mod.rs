@@ -347,7 +347,7 @@ impl Bus {
             event: Arc::new(event),
             published: started,
         };
-        self.dispatch(&route, std::slice::from_ref(&entry)).await?;
+        self.dispatch_one(&route, entry).await?;
         inner.metrics.published.increment(1);
         Ok(published)
     }
@@ -386,7 +386,7 @@ impl Bus {
         if may_persist || options.durability == Durability::Persistent {
             self.append_batch(&events, options, &mut results).await?;
         }
-        let entries: Vec<Entry> = events
+        let mut entries: Vec<Entry> = events
             .into_iter()
             .zip(&results)
             .filter(|(_, result)| !result.duplicate)
@@ -395,19 +395,16 @@ impl Bus {
                 published: started,
             })
             .collect();
-        let mut start = 0;
-        while start < entries.len() {
-            let ty = &entries[start].event.ty;
-            let end = start
-                + entries[start..]
-                    .iter()
-                    .take_while(|e| e.event.ty == *ty)
-                    .count();
+        let count = entries.len() as u64;
+        while !entries.is_empty() {
+            let ty = &entries[0].event.ty;
+            let run = entries.iter().take_while(|e| e.event.ty == *ty).count();
             let route = inner.router.route(ty);
-            self.dispatch(&route, &entries[start..end]).await?;
-            start = end;
+            let rest = entries.split_off(run);
+            self.dispatch(&route, entries).await?;
+            entries = rest;
         }
-        inner.metrics.published.increment(entries.len() as u64);
+        inner.metrics.published.increment(count);
         Ok(results)
     }
 
@@ -464,49 +461,95 @@ impl Bus {
         }
     }
 
-    /// Queues `entries` (all of the route's type) for every subscription of the route.
-    /// A full fail-fast subscription does not keep the others from receiving them; the
-    /// first such error is returned at the end.
-    async fn dispatch(&self, route: &Route, entries: &[Entry]) -> Result<(), PublishError> {
+    /// Queues `entries` (all of the route's type) for every subscription of the route;
+    /// the last one gets the entries themselves, the others clones. A full fail-fast
+    /// subscription does not keep the others from receiving them; the first such error
+    /// is returned at the end.
+    async fn dispatch(&self, route: &Route, entries: Vec<Entry>) -> Result<(), PublishError> {
         let mut full = None;
-        for sub in route.subscriptions.iter() {
-            let wait = sub.overflow == OverflowPolicy::Wait;
-            let result = if sub.lanes.len() == 1 {
-                sub.lanes[0].push(entries.iter().cloned(), wait).await
-            } else {
-                self.dispatch_lanes(sub, entries, wait).await
-            };
-            match result {
-                Ok(()) => {}
-                // Unsubscribed after the route was taken: it no longer receives events.
-                Err(PushError::Closed { .. }) if sub.stopped.load(Ordering::Relaxed) => {}
-                Err(PushError::Closed { .. }) => return Err(PublishError::ShutDown),
-                Err(PushError::Full { rejected }) => {
-                    full.get_or_insert_with(|| PublishError::QueueFull {
-                        subscription: sub.id,
-                        name: sub.name.to_string(),
-                        rejected,
-                    });
-                }
-            }
+        let Some((last, others)) = route.subscriptions.split_last() else {
+            return Ok(());
+        };
+        for sub in others {
+            let result = self.dispatch_to(sub, entries.iter().cloned()).await;
+            self.note_push_result(sub, result, &mut full)?;
         }
+        let result = self.dispatch_to(last, entries.into_iter()).await;
+        self.note_push_result(last, result, &mut full)?;
         full.map_or(Ok(()), Err)
     }
 
-    /// Queues `entries` for a subscription with several lanes, each to its subject's lane.
-    async fn dispatch_lanes(
+    /// [`dispatch`](Self::dispatch) for one event, without allocating.
+    async fn dispatch_one(&self, route: &Route, entry: Entry) -> Result<(), PublishError> {
+        let mut full = None;
+        let Some((last, others)) = route.subscriptions.split_last() else {
+            return Ok(());
+        };
+        for sub in others {
+            let result = self.dispatch_to(sub, std::iter::once(entry.clone())).await;
+            self.note_push_result(sub, result, &mut full)?;
+        }
+        let result = self.dispatch_to(last, std::iter::once(entry)).await;
+        self.note_push_result(last, result, &mut full)?;
+        full.map_or(Ok(()), Err)
+    }
+
+    /// Queues `entries` for one subscription.
+    async fn dispatch_to<I>(&self, sub: &SubShared, entries: I) -> Result<(), PushError>
+    where
+        I: ExactSizeIterator<Item = Entry>,
+    {
+        let wait = sub.overflow == OverflowPolicy::Wait;
+        if sub.lanes.len() == 1 {
+            sub.lanes[0].push(entries, wait).await
+        } else {
+            self.dispatch_lanes(sub, entries, wait).await
+        }
+    }
+
+    /// Turns a push result into the publish outcome: shutdown is an error at once, a
+    /// full fail-fast queue is remembered, an unsubscribed one is ignored.
+    fn note_push_result(
         &self,
         sub: &SubShared,
-        entries: &[Entry],
+        result: Result<(), PushError>,
+        full: &mut Option<PublishError>,
+    ) -> Result<(), PublishError> {
+        match result {
+            Ok(()) => Ok(()),
+            // Unsubscribed after the route was taken: it no longer receives events.
+            Err(PushError::Closed { .. }) if sub.stopped.load(Ordering::Relaxed) => Ok(()),
+            Err(PushError::Closed { .. }) => Err(PublishError::ShutDown),
+            Err(PushError::Full { rejected }) => {
+                full.get_or_insert_with(|| PublishError::QueueFull {
+                    subscription: sub.id,
+                    name: sub.name.to_string(),
+                    rejected,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Queues `entries` for a subscription with several lanes, each to its subject's lane.
+    async fn dispatch_lanes<I>(
+        &self,
+        sub: &SubShared,
+        mut entries: I,
         wait: bool,
-    ) -> Result<(), PushError> {
-        if let [entry] = entries {
-            let lane = &sub.lanes[sub.lane_for(&entry.event)];
-            return lane.push(std::iter::once(entry.clone()), wait).await;
+    ) -> Result<(), PushError>
+    where
+        I: ExactSizeIterator<Item = Entry>,
+    {
+        if entries.len() == 1 {
+            if let Some(entry) = entries.next() {
+                let lane = &sub.lanes[sub.lane_for(&entry.event)];
+                return lane.push(std::iter::once(entry), wait).await;
+            }
         }
         let mut buckets: Vec<Vec<Entry>> = vec![Vec::new(); sub.lanes.len()];
         for entry in entries {
-            buckets[sub.lane_for(&entry.event)].push(entry.clone());
+            buckets[sub.lane_for(&entry.event)].push(entry);
         }
         let mut rejected = 0;
         let mut closed = false;
