@@ -9,7 +9,7 @@ python="${PYTHON:-python3}"
 
 if [[ -z "${PULSE_BIN:-}" ]]; then
   (cd "$repo" && cargo build -p pulse-cli --quiet)
-  export PULSE_BIN="$repo/target/debug/pulse"
+  export PULSE_BIN="${CARGO_TARGET_DIR:-$repo/target}/debug/pulse"
 fi
 
 venv="$here/.venv"
