@@ -2,7 +2,7 @@
 -- scheduled run happen once per tick across every instance.
 CREATE TABLE job_leases (
     job text NOT NULL,
-    tick bigint NOT NULL,
+    tick timestamptz NOT NULL,
     holder text NOT NULL,
     acquired_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (job, tick)

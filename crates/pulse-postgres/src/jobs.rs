@@ -3,12 +3,15 @@
 //! Every instance runs the same schedule; before running a job for a tick, each asks
 //! [`PostgresLog::try_acquire_job`]. The `(job, tick)` primary key of `job_leases` lets
 //! exactly one instance win, whatever the timing, with no lock held while the job runs.
-//! A tick is the caller's number for one scheduled run (for example the run's start
-//! time in Unix seconds). The winner owns that run; if it dies mid-run the tick is not
-//! retried by another instance: jobs are incremental from their checkpoint, so the next
-//! tick picks up the work.
+//! A tick is the scheduled instant of one run, the same on every instance (see
+//! `pulse_scheduler::JobLease`, which [`PostgresLog`] implements). The winner owns that
+//! run; if it dies mid-run the tick is not retried by another instance: jobs are
+//! incremental from their checkpoint, so the next tick picks up the work.
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use pulse_core::LogError;
+use pulse_scheduler::{JobLease, LeaseError};
 
 use crate::error::{self, DbResult};
 use crate::PostgresLog;
@@ -16,7 +19,7 @@ use crate::PostgresLog;
 impl PostgresLog {
     /// Claims the run of `job` at `tick`: `true` for exactly one caller across every
     /// instance sharing the log, `false` for the others.
-    pub async fn try_acquire_job(&self, job: &str, tick: i64) -> Result<bool, LogError> {
+    pub async fn try_acquire_job(&self, job: &str, tick: DateTime<Utc>) -> Result<bool, LogError> {
         let client = self.shared.pool.get().await.map_err(error::pool)?;
         let claimed = client
             .execute(
@@ -30,7 +33,11 @@ impl PostgresLog {
     }
 
     /// The instance that claimed `job` at `tick`, if any.
-    pub async fn job_holder(&self, job: &str, tick: i64) -> Result<Option<String>, LogError> {
+    pub async fn job_holder(
+        &self,
+        job: &str,
+        tick: DateTime<Utc>,
+    ) -> Result<Option<String>, LogError> {
         let client = self.shared.pool.get().await.map_err(error::pool)?;
         let row = client
             .query_opt(
@@ -43,7 +50,11 @@ impl PostgresLog {
     }
 
     /// Forgets the leases of `job` before `tick`; returns how many were removed.
-    pub async fn prune_job_leases(&self, job: &str, before_tick: i64) -> Result<u64, LogError> {
+    pub async fn prune_job_leases(
+        &self,
+        job: &str,
+        before_tick: DateTime<Utc>,
+    ) -> Result<u64, LogError> {
         let client = self.shared.pool.get().await.map_err(error::pool)?;
         client
             .execute(
@@ -79,5 +90,14 @@ impl PostgresLog {
             .await
             .db()?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl JobLease for PostgresLog {
+    async fn try_acquire(&self, job: &str, tick: DateTime<Utc>) -> Result<bool, LeaseError> {
+        self.try_acquire_job(job, tick)
+            .await
+            .map_err(|e| LeaseError::Backend(Box::new(e)))
     }
 }

@@ -1,6 +1,12 @@
 //! Job leases and checkpoints shared by several instances.
 
+use chrono::{DateTime, TimeZone, Utc};
 use pulse_postgres::PostgresLog;
+use pulse_scheduler::JobLease;
+
+fn tick(n: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + n * 60, 0).unwrap()
+}
 
 use crate::support::{self, Schema};
 
@@ -14,25 +20,29 @@ async fn each_tick_is_claimed_by_exactly_one_instance() {
     for _ in 0..3 {
         logs.push(schema.open().await);
     }
-    for tick in 0..20 {
+    for n in 0..20 {
+        // Through the scheduler's hook, as `pulse-scheduler` calls it.
         let claims =
-            futures::future::join_all(logs.iter().map(|log| log.try_acquire_job("hourly", tick)))
+            futures::future::join_all(logs.iter().map(|log| log.try_acquire("hourly", tick(n))))
                 .await;
         let winners: Vec<usize> = claims
             .into_iter()
             .enumerate()
             .filter_map(|(i, c)| c.unwrap().then_some(i))
             .collect();
-        assert_eq!(winners.len(), 1, "tick {tick}: {winners:?}");
-        let holder = logs[0].job_holder("hourly", tick).await.unwrap();
+        assert_eq!(winners.len(), 1, "tick {n}: {winners:?}");
+        let holder = logs[0].job_holder("hourly", tick(n)).await.unwrap();
         assert_eq!(holder.as_deref(), Some(logs[winners[0]].instance()));
     }
     assert!(
-        logs[1].try_acquire_job("daily", 0).await.unwrap(),
+        logs[1].try_acquire_job("daily", tick(0)).await.unwrap(),
         "jobs are independent"
     );
-    assert_eq!(logs[2].prune_job_leases("hourly", 10).await.unwrap(), 10);
-    assert_eq!(logs[2].job_holder("hourly", 3).await.unwrap(), None);
+    assert_eq!(
+        logs[2].prune_job_leases("hourly", tick(10)).await.unwrap(),
+        10
+    );
+    assert_eq!(logs[2].job_holder("hourly", tick(3)).await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
