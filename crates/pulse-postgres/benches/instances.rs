@@ -64,14 +64,23 @@ async fn throughput(logs: &[PostgresLog], publishers: usize, batch: usize, secs:
 /// An instance holding `held` deliveries dies; returns how long until another instance
 /// has all of them back.
 async fn handoff(url: &str, schema: &str, held: usize, clean: bool) -> Duration {
-    let group = if clean { "handoff_clean" } else { "handoff_crash" };
+    let group = if clean {
+        "handoff_clean"
+    } else {
+        "handoff_crash"
+    };
     let options = PostgresOptions::new(schema);
-    let dying = PostgresLog::connect(url, options.clone()).await.expect("connect");
+    let dying = PostgresLog::connect(url, options.clone())
+        .await
+        .expect("connect");
     let taker = PostgresLog::connect(url, options).await.expect("connect");
     let mut config = GroupConfig::new(Pattern::parse("handoff.>").expect("pattern"));
     config.ack_wait = Duration::from_secs(300);
     config.start = pulse_core::StartPosition::Latest;
-    dying.ensure_group(group, config.clone()).await.expect("group");
+    dying
+        .ensure_group(group, config.clone())
+        .await
+        .expect("group");
     taker.ensure_group(group, config).await.expect("group");
     let events: Vec<Event> = (0..held)
         .map(|i| Event::new("handoff.x").with_subject(format!("s{i}")))
@@ -132,8 +141,15 @@ async fn main() {
     println!("stored {total} events");
     for clean in [false, true] {
         let took = handoff(&url, &schema, 100, clean).await;
-        let how = if clean { "clean close" } else { "crash (heartbeat 1 s, instance timeout 3 s)" };
-        println!("group handoff of 100 in-flight events after {how}: {:.2} s", took.as_secs_f64());
+        let how = if clean {
+            "clean close"
+        } else {
+            "crash (heartbeat 1 s, instance timeout 3 s)"
+        };
+        println!(
+            "group handoff of 100 in-flight events after {how}: {:.2} s",
+            took.as_secs_f64()
+        );
     }
     drop(logs);
     if let Ok((client, connection)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {

@@ -73,6 +73,8 @@ const HAND_OUT: &str = "UPDATE deliveries SET in_flight = true, attempts = attem
     WHERE group_name = $1 AND \"offset\" = ANY($2) AND NOT in_flight AND due_at <= $3 \
     RETURNING \"offset\", attempts";
 
+const NEXT_DUE: &str = "SELECT min(due_at) FROM deliveries WHERE group_name = $1 AND due_at > $2";
+
 const ACK: &str = "WITH acked AS ( \
         DELETE FROM deliveries WHERE group_name = $1 AND \"offset\" = ANY($2) AND attempts > 0 \
         RETURNING dead_letter_id), \
@@ -136,7 +138,14 @@ impl Shared {
             .collect()
     }
 
-    pub(crate) async fn fetch(&self, group: &str, max: usize) -> Result<Vec<Delivery>, LogError> {
+    /// Hands out up to `max` due deliveries; when there are none, also says how long
+    /// until the next row of the group falls due by time alone (a nack delay or a lease
+    /// running out), if any.
+    pub(crate) async fn fetch(
+        &self,
+        group: &str,
+        max: usize,
+    ) -> Result<(Vec<Delivery>, Option<Duration>), LogError> {
         let mut client = self.pool.get().await.map_err(error::pool)?;
         let tx = client.transaction().await.db()?;
         let lock = tx.prepare_cached(LOCK_GROUP).await.db()?;
@@ -197,8 +206,12 @@ impl Shared {
             .map(|row| row.get(0))
             .collect();
         if offsets.is_empty() {
+            let next = tx.prepare_cached(NEXT_DUE).await.db()?;
+            let next_due: Option<DateTime<Utc>> =
+                tx.query_one(&next, &[&group, &now]).await.db()?.get(0);
             tx.commit().await.db()?;
-            return Ok(Vec::new());
+            let wait = next_due.map(|t| (t - now).to_std().unwrap_or_default());
+            return Ok((Vec::new(), wait));
         }
         let hand_out = tx.prepare_cached(HAND_OUT).await.db()?;
         let attempts: HashMap<i64, i32> = tx
@@ -229,7 +242,7 @@ impl Shared {
                 });
             }
         }
-        Ok(deliveries)
+        Ok((deliveries, None))
     }
 
     /// Hands back in-flight rows whose lease ran out or whose owner died: dead-lettered

@@ -17,7 +17,7 @@ use pulse_core::{
     Appended, DeadLetter, Delivery, Event, EventLog, GroupConfig, GroupInfo, LogError, NackOutcome,
     ReadQuery, StoredEvent,
 };
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_postgres::{Config, NoTls};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -26,6 +26,10 @@ use crate::codec::{pattern_regex, stored_event, to_offset, to_sql_offset, EVENT_
 use crate::error::{self, DbResult};
 use crate::listen::Listener;
 use crate::{schema, PostgresOptions};
+
+/// How often a waiting fetch looks again without being woken, to notice what other
+/// instances settled.
+const RECHECK: Duration = Duration::from_millis(250);
 
 /// Append calls queued for the writer task before `append` waits (backpressure).
 const APPEND_QUEUE: usize = 1024;
@@ -58,6 +62,8 @@ pub(crate) struct Shared {
     pub(crate) instance: String,
     pub(crate) tail: Arc<watch::Sender<u64>>,
     appender: mpsc::Sender<AppendRequest>,
+    /// Woken by this instance's acks and nacks, which may make a blocked event due.
+    pub(crate) settled: Notify,
     pub(crate) stop: CancellationToken,
     _stop_on_drop: DropGuard,
 }
@@ -138,6 +144,7 @@ impl PostgresLog {
                 instance,
                 tail,
                 appender,
+                settled: Notify::new(),
                 _stop_on_drop: stop.clone().drop_guard(),
                 stop,
             }),
@@ -256,11 +263,46 @@ impl EventLog for PostgresLog {
     }
 
     async fn fetch(&self, group: &str, max: usize) -> Result<Vec<Delivery>, LogError> {
-        self.shared.fetch(group, max).await
+        Ok(self.shared.fetch(group, max).await?.0)
+    }
+
+    /// Waits for appends (from any instance, through LISTEN/NOTIFY), for this instance's
+    /// acks and nacks (which may unblock a subject), and for the next row falling due by
+    /// time; other instances' acks are noticed by a recheck every [`RECHECK`], so an idle
+    /// consumer costs a few queries a second, not a tight poll.
+    async fn fetch_wait(
+        &self,
+        group: &str,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Delivery>, LogError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut appends = self.watch_appends();
+        loop {
+            appends.borrow_and_update();
+            let settled = self.shared.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            let (batch, next_due) = self.shared.fetch(group, max).await?;
+            let now = tokio::time::Instant::now();
+            if !batch.is_empty() || now >= deadline {
+                return Ok(batch);
+            }
+            let wait = (deadline - now)
+                .min(RECHECK)
+                .min(next_due.unwrap_or(RECHECK));
+            tokio::select! {
+                _ = appends.changed() => {}
+                () = &mut settled => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
     }
 
     async fn ack(&self, group: &str, offsets: &[u64]) -> Result<(), LogError> {
-        self.shared.ack(group, offsets).await
+        self.shared.ack(group, offsets).await?;
+        self.shared.settled.notify_waiters();
+        Ok(())
     }
 
     async fn nack(
@@ -270,7 +312,9 @@ impl EventLog for PostgresLog {
         delay: Duration,
         error: &str,
     ) -> Result<NackOutcome, LogError> {
-        self.shared.nack(group, offset, delay, error).await
+        let outcome = self.shared.nack(group, offset, delay, error).await?;
+        self.shared.settled.notify_waiters();
+        Ok(outcome)
     }
 
     async fn groups(&self) -> Result<Vec<GroupInfo>, LogError> {
