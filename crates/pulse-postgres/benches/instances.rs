@@ -131,7 +131,7 @@ async fn main() {
         logs.push(PostgresLog::connect(&url, options).await.expect("connect"));
     }
     println!("postgres backend, {INSTANCES} instances on schema {schema}, {secs} s per phase");
-    for (publishers, batch) in [(64, 1), (8, 100)] {
+    for (publishers, batch) in [(256, 1), (32, 100)] {
         let rate = throughput(&logs, publishers, batch, secs).await;
         println!(
             "append: {INSTANCES} instances x {publishers} publishers, {batch} event(s) per call: {rate:.0} events/s"

@@ -12,4 +12,3 @@ CREATE TABLE events (
     data bytea,
     extensions jsonb
 );
-CREATE INDEX events_time ON events (time);

@@ -9,7 +9,8 @@
 //!
 //! 1. every append transaction first takes `pg_advisory_xact_lock(append key of the
 //!    schema)`, held until it commits or rolls back;
-//! 2. under the lock it reads `max(offset)` and numbers its events densely after it;
+//! 2. under the lock it reads `max(offset)` (with a snapshot taken after the lock was
+//!    granted) and numbers its events densely after it;
 //! 3. PostgreSQL makes a committed transaction visible (ProcArray) *before* it releases
 //!    its locks, so the next writer takes the lock only after the previous rows are
 //!    visible to everyone, and commits after them.
@@ -23,9 +24,13 @@
 //! each instance's writer task takes everything queued while the previous transaction
 //! ran (up to `max_batch` events) and writes it with one multi-row insert, so the lock
 //! and the commit's fsync are paid once per batch, not once per event; with several
-//! instances, each one's queue fills while another holds the lock.
+//! instances, each one's queue fills while another holds the lock. The whole transaction
+//! is one call of the `pulse_append` SQL function (migration 0004), sent as a single
+//! autocommitted statement, so the lock is never held across a client round trip: it is
+//! held for the server's work and the commit's flush only.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -54,10 +59,9 @@ pub(crate) struct Writer {
     pub(crate) max_batch: usize,
 }
 
-const INSERT: &str = "INSERT INTO events \
-    (\"offset\", id, source, type, subject, time, datacontenttype, dataschema, data, extensions) \
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], \
-    $6::timestamptz[], $7::text[], $8::text[], $9::bytea[], $10::jsonb[])";
+/// The append function of migration 0004.
+const APPEND: &str = "SELECT previous, existing FROM pulse_append($1, $2, $3::text[], $4::text[], \
+    $5::text[], $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::bytea[], $11::jsonb[])";
 
 impl Writer {
     /// Runs until every sender is dropped.
@@ -100,63 +104,25 @@ impl Writer {
     /// Writes every request of the batch in one transaction; returns each request's
     /// results and the last offset of the log.
     async fn commit(&self, batch: &[AppendRequest]) -> Result<(Vec<Vec<Appended>>, u64), LogError> {
-        let mut client = self.pool.get().await.map_err(error::pool)?;
-        let tx = client.transaction().await.db()?;
-        let lock = tx
-            .prepare_cached("SELECT pg_advisory_xact_lock($1)")
-            .await
-            .db()?;
-        tx.execute(&lock, &[&self.lock_key]).await.db()?;
-        let max = tx
-            .prepare_cached("SELECT coalesce(max(\"offset\"), 0) FROM events")
-            .await
-            .db()?;
-        let mut last: i64 = tx.query_one(&max, &[]).await.db()?.get(0);
-
-        let ids: Vec<&str> = batch
-            .iter()
-            .flat_map(|r| r.events.iter().map(|e| e.id.as_str()))
-            .collect();
-        let existing = tx
-            .prepare_cached("SELECT id, \"offset\" FROM events WHERE id = ANY($1)")
-            .await
-            .db()?;
-        let mut known: HashMap<String, i64> = tx
-            .query(&existing, &[&ids])
-            .await
-            .db()?
-            .iter()
-            .map(|row| (row.get(0), row.get(1)))
-            .collect();
-
+        // Repeated ids within the batch are resolved here: the server gets each id once.
         let mut columns = Columns::default();
-        let mut results = Vec::with_capacity(batch.len());
-        for request in batch {
-            let mut appended = Vec::with_capacity(request.events.len());
-            for event in &request.events {
-                if let Some(&offset) = known.get(&event.id) {
-                    appended.push(Appended {
-                        offset: to_offset(offset),
-                        duplicate: true,
-                    });
-                    continue;
-                }
-                last += 1;
-                known.insert(event.id.clone(), last);
-                columns.push(last, event);
-                appended.push(Appended {
-                    offset: to_offset(last),
-                    duplicate: false,
-                });
+        let mut positions: HashMap<&str, usize> = HashMap::new();
+        for event in batch.iter().flat_map(|r| &r.events) {
+            if let Entry::Vacant(slot) = positions.entry(event.id.as_str()) {
+                slot.insert(columns.ids.len());
+                columns.push(event);
             }
-            results.push(appended);
         }
-        if !columns.offsets.is_empty() {
-            let insert = tx.prepare_cached(INSERT).await.db()?;
-            tx.execute(
-                &insert,
+        let client = self.pool.get().await.map_err(error::pool)?;
+        let append = client.prepare_cached(APPEND).await.db()?;
+        // One statement outside an explicit transaction: it commits on its own, so the
+        // append lock is released by the commit of this very round trip.
+        let row = client
+            .query_one(
+                &append,
                 &[
-                    &columns.offsets,
+                    &self.lock_key,
+                    &self.channel,
                     &columns.ids,
                     &columns.sources,
                     &columns.types,
@@ -170,20 +136,52 @@ impl Writer {
             )
             .await
             .db()?;
-            let notify = tx.prepare_cached("SELECT pg_notify($1, $2)").await.db()?;
-            tx.execute(&notify, &[&self.channel, &last.to_string()])
-                .await
-                .db()?;
+        let previous: i64 = row.get(0);
+        // NULL when every event was new.
+        let existing: Vec<Option<i64>> = row
+            .get::<_, Option<Vec<Option<i64>>>>(1)
+            .unwrap_or_else(|| vec![None; columns.ids.len()]);
+        if existing.len() != columns.ids.len() {
+            return Err(LogError::Storage(format!(
+                "append returned {} results for {} events",
+                existing.len(),
+                columns.ids.len()
+            )));
         }
-        tx.commit().await.db()?;
-        Ok((results, to_offset(last)))
+        // New events got previous + 1, previous + 2, ... in input order.
+        let mut last = previous;
+        let offsets: Vec<(i64, bool)> = existing
+            .iter()
+            .map(|stored| match stored {
+                Some(offset) => (*offset, true),
+                None => {
+                    last += 1;
+                    (last, false)
+                }
+            })
+            .collect();
+        let mut first_seen = HashSet::with_capacity(offsets.len());
+        let mut results = Vec::with_capacity(batch.len());
+        for request in batch {
+            let mut appended = Vec::with_capacity(request.events.len());
+            for event in &request.events {
+                let position = positions.get(event.id.as_str()).copied().unwrap_or(0);
+                let (offset, stored_before) = offsets.get(position).copied().unwrap_or((0, true));
+                let first = first_seen.insert(position);
+                appended.push(Appended {
+                    offset: to_offset(offset),
+                    duplicate: stored_before || !first,
+                });
+            }
+            results.push(appended);
+        }
+        Ok((results, to_offset(last.max(previous))))
     }
 }
 
-/// The batch's new rows, column by column, for one `unnest` insert.
+/// The batch, column by column, for one `unnest`.
 #[derive(Default)]
 struct Columns<'a> {
-    offsets: Vec<i64>,
     ids: Vec<&'a str>,
     sources: Vec<&'a str>,
     types: Vec<&'a str>,
@@ -196,8 +194,7 @@ struct Columns<'a> {
 }
 
 impl<'a> Columns<'a> {
-    fn push(&mut self, offset: i64, event: &'a Event) {
-        self.offsets.push(offset);
+    fn push(&mut self, event: &'a Event) {
         self.ids.push(&event.id);
         self.sources.push(&event.source);
         self.types.push(&event.ty);

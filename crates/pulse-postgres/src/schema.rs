@@ -15,6 +15,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "events", include_str!("../migrations/0001_events.sql")),
     (2, "groups", include_str!("../migrations/0002_groups.sql")),
     (3, "jobs", include_str!("../migrations/0003_jobs.sql")),
+    (
+        4,
+        "append_function",
+        include_str!("../migrations/0004_append_function.sql"),
+    ),
 ];
 
 /// A stable 64-bit advisory lock key for `purpose` in `schema` (FNV-1a), so that logs
