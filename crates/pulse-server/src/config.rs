@@ -164,13 +164,11 @@ impl Default for GroupDefaults {
 pub struct JobSpec {
     /// Unique name.
     pub name: String,
-    /// When it runs (as the scheduler reads it, e.g. `every 5m` or a cron expression).
-    pub schedule: String,
-    /// Window sizes, e.g. `5m`, `1h`, `1d`.
-    pub windows: Vec<String>,
-    /// Time zone of day windows.
-    pub tz: chrono_tz::Tz,
-    /// Types of the readings it aggregates.
+    /// When it runs (`every 5m` or a cron expression in the job's time zone).
+    pub schedule: pulse_scheduler::Schedule,
+    /// Window sizes and the time zone of calendar days.
+    pub windows: pulse_batch::window::WindowSet,
+    /// Types of the events carrying readings.
     pub source_pattern: Pattern,
 }
 
@@ -478,17 +476,6 @@ fn validate_webhooks(
     Ok(out)
 }
 
-/// Checks a window size such as `1m`, `5m`, `1h`, `1d`.
-fn validate_window(text: &str) -> Result<(), String> {
-    let d = parse_duration(text)?;
-    if d < Duration::from_secs(60) || d.as_millis() % 60_000 != 0 {
-        return Err(format!(
-            "window {text:?} must be whole minutes, at least 1m"
-        ));
-    }
-    Ok(())
-}
-
 fn validate_jobs(raw: Vec<RawJob>) -> Result<Vec<JobSpec>, ConfigError> {
     let mut out: Vec<JobSpec> = Vec::with_capacity(raw.len());
     for (i, j) in raw.into_iter().enumerate() {
@@ -502,26 +489,23 @@ fn validate_jobs(raw: Vec<RawJob>) -> Result<Vec<JobSpec>, ConfigError> {
                 ),
             ));
         }
+        let tz =
+            j.tz.parse::<chrono_tz::Tz>()
+                .map_err(|_| invalid(at("tz"), format!("{:?} is not an IANA time zone", j.tz)))?;
         if j.windows.is_empty() {
             return Err(invalid(
                 at("windows"),
                 "give at least one window, e.g. [\"5m\", \"1h\"]",
             ));
         }
-        for (k, w) in j.windows.iter().enumerate() {
-            validate_window(w).map_err(|reason| invalid(at(&format!("windows[{k}]")), reason))?;
-        }
-        let tz =
-            j.tz.parse::<chrono_tz::Tz>()
-                .map_err(|_| invalid(at("tz"), format!("{:?} is not an IANA time zone", j.tz)))?;
-        if j.schedule.trim().is_empty() {
-            return Err(invalid(at("schedule"), "must not be empty"));
-        }
+        let windows = pulse_batch::window::WindowSet::parse(&j.windows.join(","), &j.tz)
+            .map_err(|e| invalid(at("windows"), e.to_string()))?;
+        let schedule = pulse_scheduler::Schedule::parse(&j.schedule, tz)
+            .map_err(|e| invalid(at("schedule"), e.to_string()))?;
         out.push(JobSpec {
             name: j.name,
-            schedule: j.schedule,
-            windows: j.windows,
-            tz,
+            schedule,
+            windows,
             source_pattern: pattern(&at("source_pattern"), &j.source_pattern)?,
         });
     }
@@ -592,7 +576,8 @@ mod tests {
         );
         assert_eq!(c.retention.max_age, Some(Duration::from_secs(7 * 86_400)));
         assert_eq!(c.webhooks[0].group, "webhook-billing");
-        assert_eq!(c.jobs[0].tz, chrono_tz::Europe::Berlin);
+        assert_eq!(c.jobs[0].windows.tz(), chrono_tz::Europe::Berlin);
+        assert_eq!(c.jobs[0].windows.len(), 3);
     }
 
     #[test]
@@ -606,12 +591,16 @@ mod tests {
                 "api_keys[0].subscribe[0]",
             ),
             (
-                "[[jobs]]\nname = \"j\"\nschedule = \"every 1m\"\nwindows = [\"90s\"]\nsource_pattern = \"a.>\"",
-                "jobs[0].windows[0]",
+                "[[jobs]]\nname = \"j\"\nschedule = \"every 1m\"\nwindows = [\"5 parsecs\"]\nsource_pattern = \"a.>\"",
+                "jobs[0].windows",
             ),
             (
                 "[[jobs]]\nname = \"j\"\nschedule = \"every 1m\"\nwindows = [\"5m\"]\ntz = \"Mars/Base\"\nsource_pattern = \"a.>\"",
                 "jobs[0].tz",
+            ),
+            (
+                "[[jobs]]\nname = \"j\"\nschedule = \"every day\"\nwindows = [\"5m\"]\nsource_pattern = \"a.>\"",
+                "jobs[0].schedule",
             ),
             ("[[webhooks]]\nname = \"w\"\npattern = \"a\"\nurl = \"ftp://x\"", "webhooks[0].url"),
         ];

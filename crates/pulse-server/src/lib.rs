@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+pub mod aggregates;
 pub mod auth;
 pub mod codec;
 pub mod config;

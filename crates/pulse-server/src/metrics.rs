@@ -1,4 +1,4 @@
-//! Every metric the server records, declared once, and the Prometheus exporter behind
+//! Every metric the server records, declared once (job metrics are pulse-scheduler's), and the Prometheus exporter behind
 //! `GET /metrics`.
 //!
 //! Label values are bounded: routes are the matched route templates, groups and jobs are
@@ -23,10 +23,6 @@ pub const DEAD_LETTERS: &str = "pulse_dead_letters_total";
 pub const WEBHOOK_DELIVERIES: &str = "pulse_webhook_deliveries_total";
 /// Webhook deliveries that did not get a 2xx.
 pub const WEBHOOK_FAILURES: &str = "pulse_webhook_failures_total";
-/// Job runs by job and status (`ok`, `failed`).
-pub const JOB_RUNS: &str = "pulse_job_runs_total";
-/// Job run durations, seconds.
-pub const JOB_DURATION: &str = "pulse_job_duration_seconds";
 /// HTTP requests by route and status.
 pub const HTTP_REQUESTS: &str = "pulse_http_requests_total";
 /// HTTP request durations by route, seconds.
@@ -79,8 +75,8 @@ fn describe() {
     describe_counter!(DEAD_LETTERS, "Events moved to the dead-letter store");
     describe_counter!(WEBHOOK_DELIVERIES, "Webhook deliveries by outcome");
     describe_counter!(WEBHOOK_FAILURES, "Webhook deliveries without a 2xx answer");
-    describe_counter!(JOB_RUNS, "Aggregation job runs by status");
-    describe_histogram!(JOB_DURATION, Unit::Seconds, "Aggregation job run durations");
+    // Job metrics (`pulse_job_runs_total`, `pulse_job_duration_seconds`) are pulse-scheduler's.
+    pulse_scheduler::metrics::describe();
     describe_counter!(HTTP_REQUESTS, "HTTP requests by route and status");
     describe_histogram!(
         HTTP_DURATION,

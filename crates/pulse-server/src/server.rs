@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, TlsConfig};
-use crate::jobs::Jobs;
+use crate::jobs::{Jobs, JobsError};
 use crate::live::Live;
 use crate::routes::router;
 use crate::state::AppState;
@@ -49,6 +49,9 @@ pub enum ServerError {
     /// The certificate or key could not be loaded.
     #[error("TLS: {0}")]
     Tls(String),
+    /// Aggregation jobs could not start.
+    #[error(transparent)]
+    Jobs(#[from] JobsError),
     /// Webhook subscriptions could not be loaded.
     #[error(transparent)]
     Webhooks(#[from] WebhookError),
@@ -89,6 +92,7 @@ impl Server {
                     source,
                 })?;
         let shutdown = CancellationToken::new();
+        let jobs = Jobs::start(config.jobs, log.clone(), options.data_dir.clone()).await?;
         let webhooks = Webhooks::start(
             log.clone(),
             config.groups.clone(),
@@ -105,7 +109,7 @@ impl Server {
             groups: config.groups,
             limits: config.limits.clone(),
             webhooks,
-            jobs: Jobs::new(config.jobs),
+            jobs,
             metrics: crate::metrics::install(),
             shutdown,
             tasks: TaskTracker::new(),
@@ -218,6 +222,7 @@ impl Server {
         {
             tracing::warn!("some webhook deliveries did not finish in time");
         }
+        state.jobs.shutdown().await;
         lag.abort();
         state.log.flush().await?;
         tracing::info!("drained, group positions flushed");

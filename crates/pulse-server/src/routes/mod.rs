@@ -1,9 +1,11 @@
 //! The HTTP routes, one module per resource, and the extractors that turn axum's
 //! rejections into [`ApiError`]s so every error has the same JSON shape.
 
+mod aggregates;
 mod dlq;
 mod events;
 mod groups;
+mod jobs;
 mod ops;
 mod stream;
 mod subscriptions;
@@ -38,6 +40,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/groups", get(groups::list))
         .route("/v1/dlq", get(dlq::list))
         .route("/v1/dlq/{id}/redrive", post(dlq::redrive))
+        .route("/v1/aggregates", get(aggregates::query))
+        .route("/v1/jobs", get(jobs::list))
+        .route("/v1/jobs/{name}/run", post(jobs::run))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -1,0 +1,162 @@
+//! Aggregation jobs: a scheduled job aggregates readings published as events, queried
+//! through `/v1/aggregates`; run-now, job listing and their errors.
+
+use std::sync::Arc;
+
+use pulse_core::EventLog;
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const CONFIG: &str = r#"
+[[jobs]]
+name = "readings"
+schedule = "every 1s"
+windows = ["5m", "1h"]
+tz = "Europe/Berlin"
+source_pattern = "health.reading.>"
+"#;
+
+fn reading(id: &str, user: &str, value: f64, at: &str) -> Value {
+    event(
+        id,
+        "health.reading.heart_rate",
+        json!({"user_id": user, "metric": "heart_rate", "value": value, "unit": "/min", "recorded_at": at}),
+    )
+}
+
+#[tokio::test]
+async fn scheduled_job_aggregates_published_readings() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(pulse_core::memory::MemoryLog::new());
+    let server = TestServer::start_with(CONFIG, log, Some(dir.path().to_owned())).await;
+    publish(
+        &server,
+        vec![
+            reading("r1", "u1", 60.0, "2026-03-01T10:01:00Z"),
+            reading("r2", "u1", 80.0, "2026-03-01T10:02:00Z"),
+            reading("r3", "u1", 100.0, "2026-03-01T10:07:00Z"),
+            reading("r4", "u2", 50.0, "2026-03-01T10:01:00Z"),
+            event("noise", "billing.x", json!({"value": 1})),
+        ],
+    )
+    .await;
+    let url = server.url("/v1/aggregates?user_id=u1&metric=heart_rate&window=5m");
+    // The scheduler runs the job every second; wait for a run that saw the readings.
+    let rows = eventually(20, || async {
+        let (s, body) = get(&url, None).await;
+        assert_eq!(s, 200, "{body}");
+        let rows = body["aggregates"].as_array()?.clone();
+        (rows.len() == 2).then_some(rows)
+    })
+    .await;
+    assert_eq!(rows[0]["window_start"], "2026-03-01T10:00:00Z");
+    assert_eq!(rows[0]["window_end"], "2026-03-01T10:05:00Z");
+    assert_eq!(rows[0]["count"], 2);
+    assert_eq!(rows[0]["avg"], 70.0);
+    assert_eq!(rows[0]["min"], 60.0);
+    assert_eq!(rows[0]["max"], 80.0);
+    assert_eq!(rows[0]["unit"], "/min");
+    assert_eq!(rows[1]["count"], 1);
+    let (_, hourly) = get(
+        &server.url("/v1/aggregates?user_id=u1&metric=heart_rate&window=1h"),
+        None,
+    )
+    .await;
+    assert_eq!(hourly["aggregates"][0]["count"], 3);
+    let (_, ranged) = get(
+        &server.url("/v1/aggregates?user_id=u1&metric=heart_rate&window=5m&from=2026-03-01T10:05:00Z&to=2026-03-01T11:00:00Z"),
+        None,
+    )
+    .await;
+    assert_eq!(ranged["aggregates"].as_array().unwrap().len(), 1);
+
+    // A late reading and a bad one; a run now picks them up.
+    publish(
+        &server,
+        vec![
+            reading("r5", "u1", 70.0, "2026-03-01T10:03:00Z"),
+            reading("bad", "u1", 900.0, "2026-03-01T10:03:00Z"),
+        ],
+    )
+    .await;
+    let run = loop {
+        let (s, body) = post(
+            &server.url("/v1/jobs/readings/run"),
+            "application/json",
+            String::new(),
+            None,
+        )
+        .await;
+        if s == 409 {
+            // A scheduled run is in progress; ask again.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        }
+        assert_eq!(s, 202, "{body}");
+        break body["run"].clone();
+    };
+    assert_eq!(run["status"], "ok", "{run}");
+    let (_, body) = get(&url, None).await;
+    assert_eq!(
+        body["aggregates"][0]["count"], 3,
+        "the late reading joined its window"
+    );
+    assert_eq!(body["aggregates"][0]["avg"], 70.0);
+    assert_eq!(
+        body["aggregates"][0]["max"], 80.0,
+        "the implausible 900/min was rejected"
+    );
+
+    let (s, jobs) = get(&server.url("/v1/jobs"), None).await;
+    assert_eq!(s, 200);
+    let job = &jobs["jobs"][0];
+    assert_eq!(job["name"], "readings");
+    assert_eq!(job["schedule"], "every 1s");
+    assert_eq!(job["windows"], json!(["5m", "1h"]));
+    assert_eq!(job["tz"], "Europe/Berlin");
+    assert_eq!(job["source_pattern"], "health.reading.>");
+    assert!(job["last_run"]["status"].is_string(), "{job}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn job_and_aggregate_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(pulse_core::memory::MemoryLog::new());
+    let server = TestServer::start_with(CONFIG, log, Some(dir.path().to_owned())).await;
+    let (s, b) = post(
+        &server.url("/v1/jobs/nope/run"),
+        "application/json",
+        String::new(),
+        None,
+    )
+    .await;
+    assert_error(s, &b, 404, "unknown_job");
+    let (s, b) = get(
+        &server.url("/v1/aggregates?user_id=u1&metric=heart_rate"),
+        None,
+    )
+    .await;
+    assert_error(s, &b, 400, "invalid_parameter");
+    let (s, b) = get(
+        &server.url("/v1/aggregates?user_id=u1&metric=heart_rate&window=7m"),
+        None,
+    )
+    .await;
+    assert_error(s, &b, 400, "invalid_parameter");
+    let (s, b) = get(
+        &server.url("/v1/aggregates?user_id=u1&metric=heart_rate&window=5m&from=noon"),
+        None,
+    )
+    .await;
+    assert_error(s, &b, 400, "invalid_parameter");
+    let (s, b) = get(
+        &server.url("/v1/aggregates?user_id=u9&metric=heart_rate&window=5m"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(b, json!({"aggregates": []}));
+    server.stop().await;
+}
