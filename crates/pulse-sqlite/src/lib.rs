@@ -15,6 +15,7 @@
 //! - **versioned schema** ([`schema`]): a file that is not a Pulse log, is corrupt, or
 //!   comes from a newer Pulse is refused and never modified.
 
+mod checkpoint;
 mod codec;
 mod dead_letters;
 mod error;

@@ -19,6 +19,7 @@ use pulse_core::{
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::checkpoint;
 use crate::codec::PendingEvent;
 use crate::error::{io_error, sqlite_error};
 use crate::groups::{self, Groups};
@@ -65,6 +66,8 @@ pub(crate) struct Shared {
     pub(crate) dirty: DirtyOffsets,
     pub(crate) groups: Mutex<Groups>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
+    /// Keeps the checkpoint thread running.
+    _alive: Option<Arc<()>>,
 }
 
 impl Drop for Shared {
@@ -129,6 +132,9 @@ impl SqliteLog {
         .map_err(|e| sqlite_error(&format!("cannot open {}", file.display()), e))?;
         configure_writer(&conn, options.fsync)?;
         schema::migrate(&mut conn)?;
+        // Checkpoints run on their own thread (see `checkpoint`), not inside commits.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(|e| sqlite_error("cannot configure the log", e))?;
         let last = last_seq(&conn)?;
         let groups = groups::restore(&conn)?;
         let (last_tx, last_rx) = watch::channel(last);
@@ -136,10 +142,11 @@ impl SqliteLog {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let mut wal = file.clone().into_os_string();
         wal.push("-wal");
+        let wal_path = PathBuf::from(wal);
         let writer = Writer::new(
             conn,
             options.clone(),
-            wal.into(),
+            wal_path.clone(),
             last_tx,
             dirty.clone(),
             lock,
@@ -160,6 +167,9 @@ impl SqliteLog {
         .min()
         .unwrap_or(Duration::from_secs(1))
         .clamp(Duration::from_millis(5), Duration::from_secs(1));
+        let alive = Arc::new(());
+        checkpoint::spawn(file.clone(), wal_path.clone(), options.fsync, &alive)
+            .map_err(|e| io_error("cannot start the checkpoint thread", e))?;
         writer::spawn_ticker(&tx, tick).map_err(|e| io_error("cannot start the tick thread", e))?;
         tracing::info!(path = %file.display(), last_offset = last, "event log opened");
         Ok(Self {
@@ -171,6 +181,7 @@ impl SqliteLog {
                 dirty,
                 groups: Mutex::new(groups),
                 writer_thread: Some(writer_thread),
+                _alive: Some(alive),
             }),
         })
     }
@@ -204,6 +215,7 @@ impl SqliteLog {
                 dirty: DirtyOffsets::default(),
                 groups: Mutex::new(groups),
                 writer_thread: None,
+                _alive: None,
             }),
         })
     }

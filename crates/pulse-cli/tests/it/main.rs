@@ -1,4 +1,5 @@
 //! Integration tests of the `pulse` binary, one module per command.
 
 mod aggregate_cli;
+mod log_cmd;
 mod serve;

@@ -1,0 +1,71 @@
+//! Copying the write-ahead log back into the database off the writer thread.
+//!
+//! SQLite's automatic checkpoint runs inside the commit that crosses the threshold, so
+//! one unlucky append would wait for megabytes to be copied and fsynced. The writer
+//! turns it off; this thread runs a `PASSIVE` checkpoint on its own connection whenever
+//! the WAL has grown past [`WAL_CHECKPOINT_BYTES`]. Passive checkpoints never block the
+//! writer or readers, and SQLite restarts the WAL from its beginning once a checkpoint
+//! has caught up, which keeps the file small.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::options::FsyncPolicy;
+
+/// WAL size past which a checkpoint runs.
+pub(crate) const WAL_CHECKPOINT_BYTES: u64 = 16 << 20;
+/// How often the WAL size is looked at.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Starts the checkpoint thread; it ends once `alive` is dropped.
+pub(crate) fn spawn(
+    db: PathBuf,
+    wal: PathBuf,
+    fsync: FsyncPolicy,
+    alive: &Arc<()>,
+) -> std::io::Result<()> {
+    let alive: Weak<()> = Arc::downgrade(alive);
+    std::thread::Builder::new()
+        .name("pulse-sqlite-checkpoint".into())
+        .spawn(move || {
+            let conn = match open(&db, fsync) {
+                Ok(conn) => conn,
+                Err(err) => {
+                    tracing::error!(%err, "cannot open the checkpoint connection; the WAL will grow");
+                    return;
+                }
+            };
+            while alive.strong_count() > 0 {
+                std::thread::sleep(POLL);
+                let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+                if size < WAL_CHECKPOINT_BYTES {
+                    continue;
+                }
+                let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                    Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+                });
+                match result {
+                    Ok((frames, copied)) => tracing::debug!(frames, copied, "wal checkpoint"),
+                    Err(err) => tracing::warn!(%err, "wal checkpoint failed"),
+                }
+            }
+        })
+        .map(|_| ())
+}
+
+fn open(db: &std::path::Path, fsync: FsyncPolicy) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let synchronous = match fsync {
+        FsyncPolicy::Never => "OFF",
+        _ => "FULL",
+    };
+    conn.execute_batch(&format!("PRAGMA synchronous = {synchronous};"))?;
+    conn.busy_timeout(Duration::from_secs(1))?;
+    Ok(conn)
+}
