@@ -123,6 +123,7 @@ impl Writer {
             }
             let shutdown = self.process(batch);
             if let Some(reply) = shutdown {
+                self.finish();
                 let _ = reply.send(());
                 return;
             }
@@ -132,6 +133,15 @@ impl Writer {
         }
         // Every handle is gone: keep what was acknowledged.
         self.process(Vec::new());
+        self.finish();
+    }
+
+    /// Leaves the database file complete on a clean stop: everything in the WAL is
+    /// copied back and the WAL emptied.
+    fn finish(&mut self) {
+        if let Err(err) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+            tracing::warn!(%err, "final wal checkpoint failed");
+        }
     }
 
     /// Runs one batch in one transaction; returns the shutdown reply if asked to stop.
