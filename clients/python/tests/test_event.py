@@ -148,3 +148,25 @@ def test_bad_extensions_are_refused_at_construction() -> None:
         Event(type="a.b", extensions={"subject": "x"})
     with pytest.raises(TypeError, match="str, int or bool"):
         Event(type="a.b", extensions={"ratio": 0.5})  # type: ignore[dict-item]
+
+
+def test_ids_differ_in_a_forked_child_and_ignore_random_seed() -> None:
+    import os
+    import random
+
+    random.seed(1)
+    first = new_event_id()
+    random.seed(1)
+    assert new_event_id() != first
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports its next id and exits at once
+        os.write(write, new_event_id().encode())
+        os._exit(0)
+    os.close(write)
+    child_id = os.read(read, 100).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    parent_id = new_event_id()
+    assert child_id != parent_id
+    assert child_id[14:] != parent_id[14:]  # the random bits differ, not just the time

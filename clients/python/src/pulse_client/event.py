@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import random
 import re
 import time as _time
 from collections.abc import Mapping
@@ -55,18 +56,23 @@ _RESERVED = frozenset(
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
+# A private generator seeded from the OS: `random.seed()` calls in the application cannot
+# make ids repeat, and each forked worker reseeds (a child repeating its parent's ids would
+# have its events dropped by the server as duplicates).
+_rng = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_rng.seed)
+
+
 def new_event_id() -> str:
     """A new UUIDv7 (RFC 9562) in its hyphenated lowercase form.
 
-    48 bits of Unix milliseconds, then 74 random bits from `os.urandom`, which stays
-    unique across forked worker processes (a seeded counter would repeat in each child
-    and the server would then drop the child's events as duplicates).
+    48 bits of Unix milliseconds, then 74 random bits, so ids sort by creation time to
+    the millisecond (which keeps the server's id index append-mostly).
     """
     millis = _time.time_ns() // 1_000_000 & ((1 << 48) - 1)
-    rand = int.from_bytes(os.urandom(10), "big") & ((1 << 74) - 1)
-    rand_a = rand >> 62
-    rand_b = rand & ((1 << 62) - 1)
-    value = millis << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
+    rand = _rng.getrandbits(74)
+    value = millis << 80 | 0x7 << 76 | (rand >> 62) << 64 | 0b10 << 62 | (rand & ((1 << 62) - 1))
     text = f"{value:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
