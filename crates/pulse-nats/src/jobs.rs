@@ -13,12 +13,28 @@
 use async_nats::jetstream::kv;
 use async_nats::jetstream::kv::CreateErrorKind;
 use async_nats::jetstream::stream::StorageType;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use pulse_core::LogError;
+use pulse_scheduler::{JobLease, LeaseError};
 
 use crate::append::id_key;
 use crate::error::classify;
 use crate::log::ensure_bucket;
 use crate::NatsLog;
+
+fn lease_key(job: &str, tick: DateTime<Utc>) -> String {
+    format!("{}.{}", id_key(job), tick.timestamp_millis())
+}
+
+#[async_trait]
+impl JobLease for NatsLog {
+    async fn try_acquire(&self, job: &str, tick: DateTime<Utc>) -> Result<bool, LeaseError> {
+        self.try_acquire_job(job, tick)
+            .await
+            .map_err(|e| LeaseError::Backend(Box::new(e)))
+    }
+}
 
 impl NatsLog {
     fn storage(&self) -> StorageType {
@@ -61,17 +77,39 @@ impl NatsLog {
             .await
     }
 
-    /// Claims the run of `job` at `tick`: `true` for exactly one caller across every
-    /// instance sharing the log, `false` for the others.
-    pub async fn try_acquire_job(&self, job: &str, tick: i64) -> Result<bool, LogError> {
+    /// Claims the run of `job` at `tick` (the scheduler's tick instant): `true` for
+    /// exactly one caller across every instance sharing the log, `false` for the others.
+    pub async fn try_acquire_job(&self, job: &str, tick: DateTime<Utc>) -> Result<bool, LogError> {
         let leases = self.leases().await?;
-        let key = format!("{}.{tick}", id_key(job));
-        let holder = self.shared.client.server_info().client_id.to_string();
-        match leases.create(key, holder.into()).await {
+        match leases
+            .create(lease_key(job, tick), self.holder().into())
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) if matches!(e.kind(), CreateErrorKind::AlreadyExists) => Ok(false),
             Err(e) => Err(classify(&self.shared.client, "cannot claim a job lease", e)),
         }
+    }
+
+    /// The instance that claimed `job` at `tick`, if any (its client name on the server).
+    pub async fn job_holder(
+        &self,
+        job: &str,
+        tick: DateTime<Utc>,
+    ) -> Result<Option<String>, LogError> {
+        let leases = self.leases().await?;
+        leases
+            .get(lease_key(job, tick))
+            .await
+            .map(|v| v.map(|b| String::from_utf8_lossy(&b).into_owned()))
+            .map_err(|e| classify(&self.shared.client, "cannot read a job lease", e))
+    }
+
+    /// This instance's name in job leases: its client id on the server it first
+    /// connected to, and a random part that tells apart instances behind one proxy.
+    fn holder(&self) -> String {
+        let info = self.shared.client.server_info();
+        format!("{}-{}", info.client_id, self.shared.instance)
     }
 
     /// The last checkpoint stored for `job`.

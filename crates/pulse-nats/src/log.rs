@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     /// stored in order and publish-ack permits cannot run out mid-chunk.
     pub(crate) send_lock: tokio::sync::Mutex<()>,
     pub(crate) groups: Mutex<HashMap<String, Arc<GroupHandle>>>,
+    /// A random name for this handle.
+    pub(crate) instance: String,
 }
 
 impl Drop for NatsLog {
@@ -130,6 +132,7 @@ impl NatsLog {
             tail: watch::Sender::new(last),
             send_lock: tokio::sync::Mutex::new(()),
             groups: Mutex::new(HashMap::new()),
+            instance: format!("{:08x}", fastrand::u32(..)),
         });
         let tasks = vec![
             tokio::spawn(watch_tail(Arc::downgrade(&shared))),

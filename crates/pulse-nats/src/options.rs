@@ -58,7 +58,7 @@ impl Default for NatsOptions {
 
 impl NatsOptions {
     /// Defaults for the log under `prefix`: file storage, a 2 minute duplicate window
-    /// without an id index, 5 s timeouts and liveness window, up to 4,096 unacknowledged events per group,
+    /// without an id index, 5 s timeouts, a 3 s liveness window, up to 4,096 unacknowledged events per group,
     /// job leases kept a day, other instances' appends seen within 100 ms.
     pub fn new(prefix: impl Into<String>) -> Self {
         Self {
@@ -71,7 +71,7 @@ impl NatsOptions {
             connect_timeout: Duration::from_secs(5),
             max_ack_pending: 4096,
             backoff: Vec::new(),
-            liveness: Duration::from_secs(5),
+            liveness: Duration::from_secs(3),
             lease_ttl: Duration::from_secs(24 * 3600),
             watch_interval: Duration::from_millis(100),
         }

@@ -15,7 +15,8 @@ async fn each_tick_is_claimed_by_exactly_one_instance() {
         Arc::new(prefix.open().await),
         Arc::new(prefix.open().await),
     ];
-    for tick in [1_700_000_000_i64, 1_700_000_300, 1_700_000_600] {
+    let at = |secs: i64| chrono::DateTime::from_timestamp(secs, 0).unwrap();
+    for tick in [at(1_700_000_000), at(1_700_000_300), at(1_700_000_600)] {
         let claims = logs
             .iter()
             .cloned()
@@ -27,13 +28,19 @@ async fn each_tick_is_claimed_by_exactly_one_instance() {
         assert_eq!(winners, 1, "tick {tick}");
     }
     assert!(!logs[0]
-        .try_acquire_job("rollup 5m/ü", 1_700_000_000)
+        .try_acquire_job("rollup 5m/ü", at(1_700_000_000))
         .await
         .unwrap());
     assert!(logs[0]
-        .try_acquire_job("other", 1_700_000_000)
+        .try_acquire_job("other", at(1_700_000_000))
         .await
         .unwrap());
+    let holder = logs[1]
+        .job_holder("other", at(1_700_000_000))
+        .await
+        .unwrap();
+    assert!(holder.is_some());
+    assert_eq!(logs[1].job_holder("other", at(1)).await.unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
