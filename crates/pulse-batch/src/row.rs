@@ -64,9 +64,10 @@ fn push_json_str(out: &mut String, s: &str) {
 }
 
 fn push_num(out: &mut String, v: f64) {
-    // Every value is finite (validation guarantees it), and `Display` prints the shortest
-    // representation that reads back to the same f64.
-    let _ = write!(out, "{v}");
+    // Every value is finite (validation guarantees it); ryu prints the shortest
+    // representation that reads back to the same f64, twice as fast as `Display`.
+    let mut buf = ryu::Buffer::new();
+    out.push_str(buf.format_finite(v));
 }
 
 fn push_csv_field(out: &mut String, s: &str) {

@@ -21,7 +21,7 @@ use crate::sink::sqlite::StateStore;
 use crate::sink::Output;
 use crate::source::file::{self, FileFormat, FileJob, FilePosition};
 use crate::source::{sqlite, Input};
-use crate::table::AggTable;
+use crate::table::{AggTable, Merged};
 use crate::window::WindowSet;
 
 /// What to aggregate, how, and where to.
@@ -156,7 +156,7 @@ fn read(
     plan: &Plan,
     rejects: &RejectLog,
     progress: &Progress,
-) -> Result<(AggTable, Counts, String), BatchError> {
+) -> Result<(Merged, Counts, String), BatchError> {
     match (plan, &job.input) {
         (
             Plan::File {
@@ -172,7 +172,7 @@ fn read(
                 ));
             };
             progress.set_total_bytes(end.saturating_sub(*start));
-            let (table, counts) = file::aggregate(&FileJob {
+            let (tables, counts) = file::aggregate(&FileJob {
                 path,
                 format,
                 start: *start,
@@ -189,12 +189,17 @@ fn read(
             };
             let position = serde_json::to_string(&position)
                 .map_err(|e| BatchError::InvalidSpec(e.to_string()))?;
-            Ok((table, counts, position))
+            Ok((
+                Merged::new(Arc::clone(&job.windows), tables),
+                counts,
+                position,
+            ))
         }
         (Plan::Table { after }, Input::Table { path, table }) => {
             let mut agg = Aggregator::new(AggTable::new(Arc::clone(&job.windows)), rejects);
             let last = sqlite::aggregate_table(path, table, *after, &mut agg, progress)?;
-            Ok((agg.table, agg.counts, last.to_string()))
+            let rows = Merged::new(Arc::clone(&job.windows), vec![agg.table]);
+            Ok((rows, agg.counts, last.to_string()))
         }
         (Plan::Table { .. }, _) => Err(BatchError::InvalidSpec(
             "a table plan for a file input".into(),
@@ -202,9 +207,14 @@ fn read(
     }
 }
 
-fn write_file(path: &std::path::Path, kind: FileKind, table: &AggTable) -> Result<u64, BatchError> {
+fn write_file(
+    path: &std::path::Path,
+    kind: FileKind,
+    rows: &Merged,
+    threads: usize,
+) -> Result<u64, BatchError> {
     let mut out = RowFile::create(path, kind)?;
-    table.for_each_sorted(|row, _| out.write(row))?;
+    out.write_merged(rows, threads)?;
     out.finish()
 }
 
@@ -225,14 +235,14 @@ pub fn run(job: &Job, progress: &Progress) -> Result<Summary, BatchError> {
     match job.store_path()? {
         None => {
             let plan = plan(job, None, false)?;
-            let (table, counts, _) = read(job, &plan, &rejects, progress)?;
+            let (rows, counts, _) = read(job, &plan, &rejects, progress)?;
             rejects.finish()?;
-            summary.keys_updated = table.len() as u64;
             summary.windows_written = match &job.output {
-                Output::Jsonl(path) => write_file(path, FileKind::Jsonl, &table)?,
-                Output::Csv(path) => write_file(path, FileKind::Csv, &table)?,
+                Output::Jsonl(path) => write_file(path, FileKind::Jsonl, &rows, job.threads)?,
+                Output::Csv(path) => write_file(path, FileKind::Csv, &rows, job.threads)?,
                 Output::Sqlite(_) => 0,
             };
+            summary.keys_updated = summary.windows_written;
             summary.counts = counts;
         }
         Some(store_path) => {

@@ -129,11 +129,10 @@ impl AggState {
     /// The window's statistics. Quantile estimates are clamped to [min, max], which can
     /// only bring them closer to the true order statistics.
     pub fn stats(&self) -> Stats {
-        let q = |q: f64| {
-            self.sketch
-                .quantile(q)
-                .map_or(self.mean, |v| v.clamp(self.min, self.max))
-        };
+        let [p50, p95, p99] = self
+            .sketch
+            .quantiles([0.5, 0.95, 0.99])
+            .map_or([self.mean; 3], |qs| qs.map(|v| v.clamp(self.min, self.max)));
         Stats {
             count: self.count,
             sum: self.sum,
@@ -141,9 +140,9 @@ impl AggState {
             min: self.min,
             max: self.max,
             stddev: (self.count >= 2).then(|| (self.m2.max(0.0) / (self.count - 1) as f64).sqrt()),
-            p50: q(0.5),
-            p95: q(0.95),
-            p99: q(0.99),
+            p50,
+            p95,
+            p99,
         }
     }
 

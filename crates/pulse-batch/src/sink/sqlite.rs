@@ -16,7 +16,7 @@ use crate::error::BatchError;
 use crate::failpoint;
 use crate::row::Row;
 use crate::state::{AggState, Stats};
-use crate::table::AggTable;
+use crate::table::Merged;
 use crate::time::format_rfc3339;
 use crate::window::WindowSet;
 
@@ -188,7 +188,7 @@ impl StateStore {
     /// the checkpoint of `source`. Returns the keys written.
     pub fn commit(
         &mut self,
-        delta: &AggTable,
+        delta: &Merged,
         source: &str,
         position: &str,
         reset: bool,
@@ -209,7 +209,7 @@ impl StateStore {
         {
             let mut get = tx.prepare(SELECT_STATE).map_err(err)?;
             let mut put = tx.prepare(UPSERT).map_err(err)?;
-            delta.for_each_sorted(|row, state| -> Result<(), BatchError> {
+            delta.for_each(|row, state| -> Result<(), BatchError> {
                 let start = format_rfc3339(row.window_start);
                 let stored: Option<Vec<u8>> = if fresh {
                     None

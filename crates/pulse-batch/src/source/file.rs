@@ -2,7 +2,8 @@
 //!
 //! A file is cut into as many ranges as there are workers, each cut moved forward to the
 //! next line start; every worker parses and aggregates its range into its own table and
-//! the tables merge at the end (a merge of states, exact by construction). CSV allows
+//! output reads the tables side by side, merging the states of keys found in several
+//! (a merge of states, exact by construction). CSV allows
 //! newlines inside quoted fields, so a CSV file containing a quote is read by one worker.
 //!
 //! An incremental run resumes at the byte offset where the previous one stopped, after
@@ -201,8 +202,9 @@ pub struct FileJob<'a> {
     pub progress: &'a Progress,
 }
 
-/// Aggregates `start..end` of the file with up to `threads` workers.
-pub fn aggregate(job: &FileJob<'_>) -> Result<(AggTable, Counts), BatchError> {
+/// Aggregates `start..end` of the file with up to `threads` workers; returns one table
+/// per worker (see [`crate::table::Merged`] for reading them as one).
+pub fn aggregate(job: &FileJob<'_>) -> Result<(Vec<AggTable>, Counts), BatchError> {
     let columns = match job.format {
         FileFormat::Csv => Some(super::csv::read_header(job.path)?),
         FileFormat::Jsonl => None,
@@ -247,20 +249,16 @@ pub fn aggregate(job: &FileJob<'_>) -> Result<(AggTable, Counts), BatchError> {
                 .collect()
         })
     };
-    let mut table = AggTable::new(Arc::clone(job.windows));
+    // The tables are not merged here: merging would hold both plus a grown index at
+    // once. Output reads them side by side instead.
+    let mut tables = Vec::with_capacity(results.len());
     let mut counts = Counts::default();
     for result in results {
         let (part, part_counts) = result?;
         counts.merge(&part_counts);
-        // Merge the smaller table into the larger one.
-        if part.len() > table.len() {
-            let previous = std::mem::replace(&mut table, part);
-            table.merge(previous)?;
-        } else {
-            table.merge(part)?;
-        }
+        tables.push(part);
     }
-    Ok((table, counts))
+    Ok((tables, counts))
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::reading::{RejectReason, Rejection};
 use crate::rejects::{Position, RejectLog};
 use crate::runner::Summary;
 use crate::sink::sqlite::StateStore;
-use crate::table::AggTable;
+use crate::table::{AggTable, Merged};
 use crate::time::format_rfc3339;
 use crate::window::WindowSet;
 
@@ -172,7 +172,7 @@ pub async fn run_log<L: EventLog + ?Sized>(
         }
         rejects.finish()?;
         total.merge(&agg.counts);
-        let delta = agg.table;
+        let delta = Merged::new(Arc::clone(&job.windows), vec![agg.table]);
         let (source, position) = (source.clone(), last.to_string());
         let (back, keys) = blocking(move || {
             let keys = store.commit(&delta, &source, &position, false)?;
