@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use pulse_core::{EventLog, Pattern, ReadQuery, StoredEvent};
 use pulse_sqlite::{SqliteLog, SqliteOptions};
 
@@ -351,25 +352,24 @@ async fn replay(log: &SqliteLog, q: ReplayQuery) -> anyhow::Result<()> {
         }
     }
     let mut remaining = q.limit.unwrap_or(u64::MAX);
+    let query = ReadQuery {
+        after,
+        limit: PAGE,
+        pattern: q.pattern,
+        since: q.since,
+    };
+    let mut slices = std::pin::pin!(log.replay(query, q.to_offset).await?);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    while remaining > 0 {
-        let page = log
-            .read(ReadQuery {
-                after,
-                limit: PAGE.min(usize::try_from(remaining).unwrap_or(PAGE)),
-                pattern: q.pattern.clone(),
-                since: q.since,
-            })
-            .await?;
-        let Some(last) = page.last() else { break };
-        after = last.offset;
-        for stored in &page {
-            if q.to_offset.is_some_and(|to| stored.offset > to) {
-                out.flush()?;
-                return Ok(());
+    while let Some(slice) = slices.next().await {
+        for stored in slice? {
+            if remaining == 0 {
+                break;
             }
-            writeln!(out, "{}", event_line(stored))?;
+            writeln!(out, "{}", event_line(&stored))?;
             remaining -= 1;
+        }
+        if remaining == 0 {
+            break;
         }
     }
     out.flush()?;

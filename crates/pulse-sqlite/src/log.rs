@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use futures::{Stream, StreamExt};
 use parking_lot::Mutex;
 use pulse_core::{
     Appended, DeadLetter, Delivery, Event, EventLog, GroupConfig, GroupInfo, LogError, NackOutcome,
@@ -31,6 +32,10 @@ use crate::{dead_letters, stats::LogStats};
 
 /// The file name of a log inside a data directory.
 pub const DEFAULT_FILE_NAME: &str = "pulse.db";
+
+/// Page cache of the write connection, in KiB: the right edges of the table and its
+/// two indexes stay in memory instead of being read back from the WAL.
+const WRITER_CACHE_KIB: i64 = 16 * 1024;
 
 /// Commands waiting for the writer, at most; a full queue makes callers wait.
 const QUEUE_CAPACITY: usize = 4096;
@@ -131,6 +136,8 @@ impl SqliteLog {
         )
         .map_err(|e| sqlite_error(&format!("cannot open {}", file.display()), e))?;
         configure_writer(&conn, options.fsync)?;
+        conn.execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB};"))
+            .map_err(|e| sqlite_error("cannot configure the log", e))?;
         schema::migrate(&mut conn)?;
         // Checkpoints run on their own thread (see `checkpoint`), not inside commits.
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
@@ -249,6 +256,36 @@ impl SqliteLog {
             .readers
             .run(move |conn| reader::first_offset_since(conn, since))
             .await
+    }
+
+    /// Streams the events after `query.after` and up to `until` (default: the last
+    /// offset when called) that pass the query's filters, in offset order, in slices.
+    /// `query.limit` is the span of offsets one slice covers; two slices are read at
+    /// once on separate connections, so memory stays at a few slices however long the
+    /// log, and replay uses both cores.
+    pub async fn replay(
+        &self,
+        query: ReadQuery,
+        until: Option<u64>,
+    ) -> Result<impl Stream<Item = Result<Vec<StoredEvent>, LogError>> + Send + 'static, LogError>
+    {
+        let last = self.last_offset().await?;
+        let end = until.map_or(last, |u| u.min(last));
+        let span = (query.limit.max(1)) as u64;
+        let starts = (query.after..end).step_by(usize::try_from(span).unwrap_or(usize::MAX));
+        let readers = self.shared.readers.clone();
+        let query = Arc::new(query);
+        Ok(futures::stream::iter(starts)
+            .map(move |start| {
+                let (readers, query) = (readers.clone(), query.clone());
+                let stop = start.saturating_add(span).min(end);
+                async move {
+                    readers
+                        .run(move |conn| reader::read_range(conn, &query, start, stop))
+                        .await
+                }
+            })
+            .buffered(2))
     }
 
     /// Sizes, offsets and times of the log, for operators.

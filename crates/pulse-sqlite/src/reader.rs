@@ -94,6 +94,14 @@ pub(crate) fn read_page(
     conn: &Connection,
     query: &ReadQuery,
 ) -> Result<Vec<StoredEvent>, LogError> {
+    read_page_until(conn, query, i64::MAX)
+}
+
+fn read_page_until(
+    conn: &Connection,
+    query: &ReadQuery,
+    until: i64,
+) -> Result<Vec<StoredEvent>, LogError> {
     if query.limit == 0 {
         return Ok(Vec::new());
     }
@@ -107,17 +115,21 @@ pub(crate) fn read_page(
         None => i64::MIN,
     };
     let sql = if query.since.is_some() {
-        format!("SELECT {COLUMNS} FROM events WHERE seq > ?1 AND +time >= ?2 ORDER BY seq")
+        format!(
+            "SELECT {COLUMNS} FROM events WHERE seq > ?1 AND seq <= ?3 AND +time >= ?2 ORDER BY seq"
+        )
     } else {
-        format!("SELECT {COLUMNS} FROM events WHERE seq > ?1 AND ?2 = ?2 ORDER BY seq")
+        format!(
+            "SELECT {COLUMNS} FROM events WHERE seq > ?1 AND seq <= ?3 AND ?2 = ?2 ORDER BY seq"
+        )
     };
     let mut stmt = conn
         .prepare_cached(&sql)
         .map_err(|e| sqlite_error("cannot prepare a read", e))?;
     let mut rows = stmt
-        .query(rusqlite::params![after, since])
+        .query(rusqlite::params![after, since, until])
         .map_err(|e| sqlite_error("cannot read events", e))?;
-    let mut page = Vec::with_capacity(query.limit.min(4096));
+    let mut page = Vec::with_capacity(query.limit.min(16_384));
     while let Some(row) = rows
         .next()
         .map_err(|e| sqlite_error("cannot read events", e))?
@@ -136,6 +148,26 @@ pub(crate) fn read_page(
             break;
         }
     }
+    Ok(page)
+}
+
+/// Reads the events of `(after, until]` that pass the filters of `query` (its `after`
+/// and `limit` are ignored): one slice of a replay.
+pub(crate) fn read_range(
+    conn: &Connection,
+    query: &ReadQuery,
+    after: u64,
+    until: u64,
+) -> Result<Vec<StoredEvent>, LogError> {
+    let range = ReadQuery {
+        after,
+        limit: usize::try_from(until.saturating_sub(after)).unwrap_or(usize::MAX),
+        pattern: query.pattern.clone(),
+        since: query.since,
+    };
+    let until = i64::try_from(until).unwrap_or(i64::MAX);
+    let mut page = read_page_until(conn, &range, until)?;
+    page.shrink_to_fit();
     Ok(page)
 }
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use futures::StreamExt;
 use pulse_core::{Event, EventLog, ReadQuery};
 use pulse_sqlite::{FsyncPolicy, SqliteLog, SqliteOptions};
 use serde::Serialize;
@@ -158,13 +159,10 @@ async fn measure(args: &LogArgs, fsync: FsyncPolicy) -> anyhow::Result<Report> {
 
     let (replay_events, replay_events_per_s) = if args.replay {
         let started = Instant::now();
-        let mut after = 0;
         let mut count = 0u64;
-        loop {
-            let page = log.read(ReadQuery::after(after, 10_000)).await?;
-            let Some(last) = page.last() else { break };
-            after = last.offset;
-            count += page.len() as u64;
+        let mut slices = std::pin::pin!(log.replay(ReadQuery::after(0, 10_000), None).await?);
+        while let Some(slice) = slices.next().await {
+            count += slice?.len() as u64;
         }
         (
             Some(count),

@@ -6,6 +6,8 @@ use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use pulse_core::{Event, EventLog, Pattern, ReadQuery};
 use pulse_sqlite::SqliteLog;
 
+use futures::StreamExt;
+
 use crate::support::{fast, read_all};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,7 +46,7 @@ async fn filtered_pages_match_a_naive_filter() {
         for since in [None, Some(since)] {
             let query = ReadQuery {
                 after: 0,
-                limit: 333,
+                limit: 777,
                 pattern: pattern.map(|p| Pattern::parse(p).unwrap()),
                 since,
             };
@@ -60,6 +62,13 @@ async fn filtered_pages_match_a_naive_filter() {
                 .collect();
             assert_eq!(got, expected, "{pattern:?} since {since:?}");
             assert!(!got.is_empty());
+            // The streamed replay, in slices of 777 offsets read ahead, agrees.
+            let mut slices = Box::pin(log.replay(query.clone(), None).await.unwrap());
+            let mut streamed = Vec::new();
+            while let Some(slice) = slices.next().await {
+                streamed.extend(slice.unwrap().iter().map(|s| s.offset));
+            }
+            assert_eq!(streamed, expected, "replay of {pattern:?} since {since:?}");
         }
     }
     // The time index finds where a replay by time starts, late arrivals included.
@@ -70,6 +79,16 @@ async fn filtered_pages_match_a_naive_filter() {
         .unwrap()
         .offset;
     assert_eq!(first, naive);
+    let mut bounded = Box::pin(
+        log.replay(ReadQuery::after(100, 7), Some(120))
+            .await
+            .unwrap(),
+    );
+    let mut offsets = Vec::new();
+    while let Some(slice) = bounded.next().await {
+        offsets.extend(slice.unwrap().iter().map(|s| s.offset));
+    }
+    assert_eq!(offsets, (101..=120).collect::<Vec<_>>());
     assert_eq!(
         log.first_offset_since(base + ChronoDuration::days(3650))
             .await
