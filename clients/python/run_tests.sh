@@ -17,7 +17,7 @@ venv="$here/.venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$here[test]"
 
 cd "$here"
-"$venv/bin/python" -m ruff format --check src tests
-"$venv/bin/python" -m ruff check src tests
-"$venv/bin/python" -m mypy --strict src tests
+"$venv/bin/python" -m ruff format --check src tests bench
+"$venv/bin/python" -m ruff check src tests bench
+"$venv/bin/python" -m mypy --strict src tests bench
 "$venv/bin/python" -m pytest -p no:cacheprovider --doctest-modules --import-mode=importlib src tests "$@"

@@ -46,7 +46,7 @@ def free_port() -> int:
 async def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     binary = os.environ.get("PULSE_BIN") or str(REPO / "target" / "debug" / "pulse")
     port = free_port()
-    log = open(workdir / "server.log", "wb")  # noqa: SIM115 - closed with the process
+    log = open(workdir / "server.log", "wb")
     process = subprocess.Popen(
         [binary, "serve", "--data-dir", str(workdir / "data"), "--listen", f"127.0.0.1:{port}"],
         stdout=log,
@@ -122,7 +122,10 @@ async def publish_batches(url: str, seconds: float, tasks: int, size: int) -> tu
             await bus.publish_batch([reading(counter + i) for i in range(size)])
             return size
 
+        cpu = time.process_time()
         client = await for_duration(seconds, tasks, client_step)
+        cpu_us = (time.process_time() - cpu) / (client * seconds) * 1e6
+        print(f"  (pulse_client batch publish: client CPU {cpu_us:.1f} us/event)")
     async with aiohttp.ClientSession() as session:
         headers = {"Content-Type": "application/cloudevents-batch+json"}
 
@@ -139,7 +142,7 @@ async def publish_batches(url: str, seconds: float, tasks: int, size: int) -> tu
     return client, raw
 
 
-async def drain_backlog(url: str, count: int) -> float:
+async def drain_backlog(url: str, count: int) -> tuple[float, float]:
     async with EventBus(url, timeout=60) as bus:
         for start in range(0, count, 1000):
             await bus.publish_batch(
@@ -156,12 +159,13 @@ async def drain_backlog(url: str, count: int) -> float:
 
         bus.subscribe("drain.>", handler, group="bench-drain", max_unacked=1000, concurrency=64)
         runner = asyncio.create_task(bus.run())
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         await asyncio.wait_for(finished.wait(), 600)
         rate = count / (time.perf_counter() - began)
+        cpu_us = (time.process_time() - cpu) / count * 1e6
         await bus.close()
         await runner
-        return rate
+        return rate, cpu_us
 
 
 async def latency(url: str, rate: int, seconds: float) -> tuple[float, float, float, int]:
@@ -203,7 +207,9 @@ async def latency(url: str, rate: int, seconds: float) -> tuple[float, float, fl
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--drain", type=int, default=20_000)
@@ -227,8 +233,11 @@ async def main() -> None:
                 f"batch publish (1000/batch, 4 tasks): pulse_client {client:>9,.0f} ev/s   "
                 f"raw aiohttp {raw:>9,.0f} ev/s   ratio {client / raw:.2f}"
             )
-            rate = await drain_backlog(url, args.drain)
-            print(f"group drain ({args.drain:,} events, no-op handler): {rate:,.0f} ev/s")
+            rate, cpu_us = await drain_backlog(url, args.drain)
+            print(
+                f"group drain ({args.drain:,} events, no-op handler): {rate:,.0f} ev/s, "
+                f"client CPU {cpu_us:.1f} us/event"
+            )
             p50, p99, mean, n = await latency(url, args.rate, args.seconds)
             print(
                 f"publish -> handler latency at {args.rate} ev/s ({n} events): "
