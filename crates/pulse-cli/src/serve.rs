@@ -1,4 +1,5 @@
-//! `pulse serve`: the HTTP server on the embedded SQLite log.
+//! `pulse serve`: the HTTP server on the embedded SQLite log, or on a log shared by
+//! several instances (`[log] backend = "postgres"`).
 //!
 //! Wires the configuration file and flags to `pulse_server`: flags (or their `PULSE_*`
 //! environment variables) win over the file's `[server]` table, which wins over the
@@ -11,6 +12,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use pulse_core::EventLog;
+use pulse_postgres::{PostgresLog, PostgresOptions};
+use pulse_server::config::LogBackend;
 use pulse_server::{Config, Server, ServerOptions};
 use pulse_sqlite::{Retention, SqliteLog, SqliteOptions};
 
@@ -80,22 +83,75 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(config, data_dir, listen))
 }
 
+/// The opened event log, closed its own way at shutdown.
+enum OpenLog {
+    Sqlite(Arc<SqliteLog>),
+    Postgres(PostgresLog),
+}
+
+impl OpenLog {
+    async fn open(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<Self> {
+        match config.log.backend {
+            LogBackend::Sqlite => {
+                let options = SqliteOptions::default().with_retention(Retention {
+                    max_age: config.retention.max_age,
+                    max_events: config.retention.max_events,
+                });
+                let log = SqliteLog::open_with(data_dir, options)
+                    .await
+                    .with_context(|| {
+                        format!("failed to open the event log in {}", data_dir.display())
+                    })?;
+                Ok(Self::Sqlite(Arc::new(log)))
+            }
+            LogBackend::Postgres => {
+                let url = config
+                    .log
+                    .url
+                    .as_deref()
+                    .context("log.url is required for the postgres backend")?;
+                let mut options = PostgresOptions::default();
+                if let Some(schema) = &config.log.schema {
+                    options.schema.clone_from(schema);
+                }
+                options.instance.clone_from(&config.log.instance);
+                if config.retention != Default::default() {
+                    tracing::warn!("retention is not applied by the postgres backend");
+                }
+                let log = PostgresLog::connect(url, options)
+                    .await
+                    .context("failed to connect to the postgres event log")?;
+                Ok(Self::Postgres(log))
+            }
+            LogBackend::Nats => {
+                anyhow::bail!("the nats log backend is not wired into pulse serve yet")
+            }
+        }
+    }
+
+    fn log(&self) -> Arc<dyn EventLog> {
+        match self {
+            Self::Sqlite(log) => log.clone(),
+            Self::Postgres(log) => Arc::new(log.clone()),
+        }
+    }
+
+    async fn close(self) -> anyhow::Result<()> {
+        match self {
+            Self::Sqlite(log) => log.close().await.context("failed to close the event log"),
+            // Hands this instance's unacknowledged deliveries to the other instances now.
+            Self::Postgres(log) => log.close().await.context("failed to leave the event log"),
+        }
+    }
+}
+
 async fn serve(config: Config, data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("failed to create data directory {}", data_dir.display()))?;
-    let options = SqliteOptions::default().with_retention(Retention {
-        max_age: config.retention.max_age,
-        max_events: config.retention.max_events,
-    });
-    let sqlite = Arc::new(
-        SqliteLog::open_with(&data_dir, options)
-            .await
-            .with_context(|| format!("failed to open the event log in {}", data_dir.display()))?,
-    );
-    let log: Arc<dyn EventLog> = sqlite.clone();
+    let opened = OpenLog::open(&config, &data_dir).await?;
     let server = Server::bind(
         config,
-        log,
+        opened.log(),
         ServerOptions {
             listen,
             data_dir: Some(data_dir),
@@ -107,10 +163,7 @@ async fn serve(config: Config, data_dir: PathBuf, listen: SocketAddr) -> anyhow:
         .run(pulse_server::shutdown::signal())
         .await
         .context("the server stopped with an error")?;
-    sqlite
-        .close()
-        .await
-        .context("failed to close the event log")?;
+    opened.close().await?;
     tracing::info!("pulse serve stopped");
     Ok(())
 }

@@ -73,6 +73,8 @@ pub struct Config {
     pub groups: GroupDefaults,
     /// Aggregation jobs.
     pub jobs: Vec<JobSpec>,
+    /// Where the event log lives (`[log]`).
+    pub log: LogConfig,
 }
 
 /// Request limits.
@@ -189,6 +191,7 @@ pub struct RawConfig {
     webhooks: Vec<RawWebhook>,
     #[serde(default)]
     jobs: Vec<RawJob>,
+    log: Option<RawLog>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -398,6 +401,9 @@ impl RawConfig {
         }
         config.webhooks = validate_webhooks(self.webhooks, &config.groups)?;
         config.jobs = validate_jobs(self.jobs)?;
+        if let Some(log) = self.log {
+            config.log = validate_log(log)?;
+        }
         Ok(config)
     }
 }
@@ -512,6 +518,112 @@ fn validate_jobs(raw: Vec<RawJob>) -> Result<Vec<JobSpec>, ConfigError> {
     Ok(out)
 }
 
+/// Which event log the server stores events in (`[log] backend`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogBackend {
+    /// The embedded SQLite log in the data directory: one instance.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database shared by several instances.
+    Postgres,
+    /// NATS JetStream shared by several instances.
+    Nats,
+}
+
+/// The `[log]` table: where the event log lives.
+#[derive(Clone, Default, PartialEq)]
+pub struct LogConfig {
+    /// The backend.
+    pub backend: LogBackend,
+    /// Server URL of the `postgres` or `nats` backend (may hold a password).
+    pub url: Option<String>,
+    /// Namespace of the log on the shared server (the PostgreSQL schema); the backend's
+    /// default when absent.
+    pub schema: Option<String>,
+    /// This instance's name among the instances sharing the log; an instance restarted
+    /// under the same name takes back its unacknowledged deliveries at once. A fresh
+    /// name per start when absent.
+    pub instance: Option<String>,
+}
+
+impl std::fmt::Debug for LogConfig {
+    // The URL may carry a password: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogConfig")
+            .field("backend", &self.backend)
+            .field("url", &self.url.as_ref().map(|_| "<set>"))
+            .field("schema", &self.schema)
+            .field("instance", &self.instance)
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    backend: Option<LogBackend>,
+    url: Option<String>,
+    url_env: Option<String>,
+    schema: Option<String>,
+    instance: Option<String>,
+}
+
+impl std::fmt::Debug for RawLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawLog")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+fn validate_log(raw: RawLog) -> Result<LogConfig, ConfigError> {
+    let backend = raw.backend.unwrap_or_default();
+    let url = match (raw.url, raw.url_env) {
+        (Some(_), Some(_)) => return Err(invalid("log.url", "give url or url_env, not both")),
+        (Some(url), None) => Some(url),
+        (None, Some(var)) => Some(std::env::var(&var).map_err(|_| {
+            invalid(
+                "log.url_env",
+                format!("environment variable {var:?} is not set"),
+            )
+        })?),
+        (None, None) => None,
+    };
+    match (backend, &url) {
+        (LogBackend::Sqlite, Some(_)) => {
+            return Err(invalid(
+                "log.url",
+                "the sqlite log lives in the data directory and takes no url",
+            ))
+        }
+        (LogBackend::Postgres | LogBackend::Nats, None) => {
+            return Err(invalid("log.url", "this backend needs the server's url"))
+        }
+        (LogBackend::Postgres | LogBackend::Nats, Some(url)) if url.trim().is_empty() => {
+            return Err(invalid("log.url", "must not be empty"))
+        }
+        _ => {}
+    }
+    if raw.schema.is_some() && backend == LogBackend::Sqlite {
+        return Err(invalid("log.schema", "only for a shared backend"));
+    }
+    if raw.schema.as_deref().is_some_and(str::is_empty) {
+        return Err(invalid("log.schema", "must not be empty"));
+    }
+    if let Some(name) = &raw.instance {
+        if name.is_empty() || name.len() > 128 {
+            return Err(invalid("log.instance", "must be 1 to 128 characters"));
+        }
+    }
+    Ok(LogConfig {
+        backend,
+        url,
+        schema: raw.schema,
+        instance: raw.instance,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -618,5 +730,39 @@ mod tests {
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert!(parse_duration("2").is_err());
         assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn the_log_table_names_a_shared_backend() {
+        let c = Config::parse(
+            "[log]\nbackend = \"postgres\"\nurl = \"postgres://u:secret@db/pulse\"\nschema = \"pulse_eu\"\ninstance = \"node-1\"",
+        )
+        .unwrap();
+        assert_eq!(c.log.backend, LogBackend::Postgres);
+        assert_eq!(c.log.url.as_deref(), Some("postgres://u:secret@db/pulse"));
+        assert_eq!(c.log.schema.as_deref(), Some("pulse_eu"));
+        assert!(
+            !format!("{c:?}").contains("secret"),
+            "the url is never printed"
+        );
+        assert_eq!(Config::parse("").unwrap().log.backend, LogBackend::Sqlite);
+        for (text, key) in [
+            ("[log]\nbackend = \"postgres\"", "log.url"),
+            ("[log]\nurl = \"postgres://db\"", "log.url"),
+            (
+                "[log]\nbackend = \"nats\"\nurl_env = \"PULSE_TEST_UNSET_VARIABLE\"",
+                "log.url_env",
+            ),
+            ("[log]\nschema = \"x\"", "log.schema"),
+        ] {
+            match Config::parse(text) {
+                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            Config::parse("[log]\nbackend = \"mysql\""),
+            Err(ConfigError::Parse(_))
+        ));
     }
 }

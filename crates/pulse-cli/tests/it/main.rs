@@ -2,4 +2,5 @@
 
 mod aggregate_cli;
 mod log_cmd;
+mod postgres_instances;
 mod serve;
