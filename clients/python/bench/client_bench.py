@@ -43,12 +43,25 @@ def free_port() -> int:
         return port
 
 
-async def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+async def start_server(workdir: Path, memory_publish: bool = False) -> tuple[subprocess.Popen[bytes], str]:
     binary = os.environ.get("PULSE_BIN") or str(REPO / "target" / "debug" / "pulse")
     port = free_port()
+    config = workdir / "pulse.toml"
+    # With --memory-publish the publish scenarios (type bench.*) skip the log and its
+    # fsync, which isolates the HTTP and client costs; the other scenarios stay persistent.
+    config.write_text('[[durability]]\npattern = "bench.>"\nmode = "memory"\n' if memory_publish else "")
     log = open(workdir / "server.log", "wb")
     process = subprocess.Popen(
-        [binary, "serve", "--data-dir", str(workdir / "data"), "--listen", f"127.0.0.1:{port}"],
+        [
+            binary,
+            "serve",
+            "--data-dir",
+            str(workdir / "data"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--config",
+            str(config),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -74,7 +87,8 @@ async def for_duration(seconds: float, tasks: int, step: Callable[[], Awaitable[
     async def loop() -> None:
         nonlocal done
         while time.perf_counter() < deadline:
-            done += await step()
+            units = await step()  # not `done += await ...`: that reads `done` before awaiting
+            done += units
 
     start = time.perf_counter()
     await asyncio.gather(*(loop() for _ in range(tasks)))
@@ -214,14 +228,17 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--drain", type=int, default=20_000)
     parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--memory-publish", action="store_true", help="bench.* types with memory durability")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         process = None
         url = args.url
         if url is None:
-            process, url = await start_server(Path(tmp))
+            process, url = await start_server(Path(tmp), args.memory_publish)
         try:
-            print(f"python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}, server {url}")
+            durability = "memory" if args.memory_publish else "persistent (fsync always)"
+            versions = f"python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}"
+            print(f"{versions}, server {url}, publish {durability}")
             for tasks in (1, 32):
                 client, raw = await publish_single(url, args.seconds, tasks)
                 print(
