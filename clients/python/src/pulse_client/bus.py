@@ -30,10 +30,10 @@ __all__ = ["EventBus"]
 logger = logging.getLogger("pulse_client")
 
 _STRUCTURED = "application/cloudevents+json"
+_BATCH = "application/cloudevents-batch+json"
 _PUBLISH_BACKOFF = Backoff(initial=0.2, maximum=2.0)
 _RECONNECT_BACKOFF = Backoff(initial=0.1, maximum=30.0)
 _RETRY_BACKOFF = Backoff(initial=1.0, maximum=60.0, jitter=0.0)
-_BATCH = "application/cloudevents-batch+json"
 
 
 def _rfc3339(value: datetime | str | None) -> str | None:
@@ -61,11 +61,11 @@ class EventBus:
         await bus.run()  # until bus.close()
     ```
 
-    `timeout` bounds each HTTP request (seconds). `publish_attempts` is how many times a
-    publish is tried when the server cannot be reached or answers 5xx, waiting
-    `publish_backoff` between tries. `reconnect_backoff` paces subscription reconnects.
-    `heartbeat` is the WebSocket ping interval that detects a dead connection.
-    `drain_timeout` bounds how long `close()` waits for running handlers.
+    `timeout` bounds each HTTP request (seconds; the server's own default is 30 s).
+    `publish_attempts` is how many times a publish is tried when the server cannot be
+    reached or answers 5xx, waiting `publish_backoff` between tries. `reconnect_backoff`
+    paces subscription reconnects. `heartbeat` is the WebSocket ping interval that detects
+    a dead connection. `drain_timeout` bounds how long `close()` waits for running handlers.
     """
 
     def __init__(
@@ -73,7 +73,7 @@ class EventBus:
         url: str,
         api_key: str | None = None,
         *,
-        timeout: float = 10.0,
+        timeout: float = 30.0,
         publish_attempts: int = 3,
         publish_backoff: Backoff = _PUBLISH_BACKOFF,
         reconnect_backoff: Backoff = _RECONNECT_BACKOFF,
