@@ -30,7 +30,12 @@ pub(crate) struct Pruner {
     interval: Duration,
     batch: usize,
     next_run: Instant,
+    last_step: Instant,
 }
+
+/// While appends are waiting, retention steps are at least this far apart, so that a
+/// backlog of old events costs appends a bounded share of the writer.
+pub(crate) const BUSY_PRUNE_GAP: Duration = Duration::from_millis(50);
 
 impl Pruner {
     pub(crate) fn new(options: &SqliteOptions) -> Self {
@@ -39,14 +44,21 @@ impl Pruner {
             interval: options.prune_interval,
             batch: options.prune_batch.max(1),
             next_run: Instant::now(),
+            last_step: Instant::now()
+                .checked_sub(BUSY_PRUNE_GAP)
+                .unwrap_or_else(Instant::now),
         }
     }
 
     /// Runs one step if one is due; returns how many events it deleted.
-    pub(crate) fn step(&mut self, conn: &mut Connection) -> Result<usize, LogError> {
+    pub(crate) fn step(&mut self, conn: &mut Connection, busy: bool) -> Result<usize, LogError> {
         if !self.retention.is_limited() || Instant::now() < self.next_run {
             return Ok(0);
         }
+        if busy && self.last_step.elapsed() < BUSY_PRUNE_GAP {
+            return Ok(0);
+        }
+        self.last_step = Instant::now();
         let deleted = prune_step(conn, &self.retention, self.batch)?;
         metrics::counter!(m::PRUNED_EVENTS).increment(deleted as u64);
         if deleted > 0 {

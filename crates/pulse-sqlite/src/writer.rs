@@ -127,9 +127,8 @@ impl Writer {
                 let _ = reply.send(());
                 return;
             }
-            if rx.is_empty() {
-                self.chores();
-            }
+            // Chores run between commits even under sustained load, each when it is due.
+            self.chores(!rx.is_empty());
         }
         // Every handle is gone: keep what was acknowledged.
         self.process(Vec::new());
@@ -317,10 +316,11 @@ impl Writer {
         Ok(replies)
     }
 
-    /// Work done while no request waits: one retention step, the interval fsync,
-    /// group positions that are due.
-    fn chores(&mut self) {
-        if let Err(err) = self.pruner.step(&mut self.conn) {
+    /// Work done between commits when due: one retention step, the interval fsync,
+    /// group positions. `busy` says appends are waiting: retention then takes at most
+    /// one step per [`BUSY_PRUNE_GAP`](crate::retention::BUSY_PRUNE_GAP).
+    fn chores(&mut self, busy: bool) {
+        if let Err(err) = self.pruner.step(&mut self.conn, busy) {
             metrics::counter!(m::WRITE_ERRORS).increment(1);
             tracing::warn!(%err, "retention step failed");
         }

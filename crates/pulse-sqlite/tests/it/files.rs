@@ -267,3 +267,33 @@ async fn a_second_writer_is_refused_while_the_first_is_open() {
     drop(first);
     SqliteLog::open_with(dir.path(), fast()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fsync_policy_stores_and_reopens() {
+    use pulse_sqlite::{FsyncPolicy, SqliteOptions};
+    for fsync in [
+        FsyncPolicy::Always,
+        FsyncPolicy::Interval(std::time::Duration::from_millis(5)),
+        FsyncPolicy::Never,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteOptions::default().with_fsync(fsync);
+        let log = SqliteLog::open_with(dir.path(), options.clone())
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            log.append((0..20).map(|_| Event::new("a.b")).collect())
+                .await
+                .unwrap();
+        }
+        log.flush().await.unwrap();
+        log.close().await.unwrap();
+        drop(log);
+        let log = SqliteLog::open_with(dir.path(), options).await.unwrap();
+        assert_eq!(log.last_offset().await.unwrap(), 100, "{fsync:?}");
+        assert_eq!(
+            log.read(ReadQuery::after(0, 1000)).await.unwrap().len(),
+            100
+        );
+    }
+}
