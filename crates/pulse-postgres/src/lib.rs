@@ -11,11 +11,14 @@
 //!   event to one of them, keeps one event per subject in flight, and hands a dead
 //!   instance's work to the others ([`group`](crate::group));
 //! - **dead letters** keep the error and attempts and can be redriven;
-//! - **jobs** get a once-per-tick lease and a checkpoint store ([`jobs`](crate::jobs)).
+//! - **jobs** get a once-per-tick lease and a checkpoint store ([`jobs`](crate::jobs));
+//! - **aggregation** reads readings from a table by binary COPY and upserts aggregates,
+//!   checkpoint in the same transaction ([`batch`](crate::batch)).
 //!
 //! Migrations are numbered `.sql` files applied under an advisory lock when connecting.
 
 mod append;
+pub mod batch;
 mod codec;
 mod dead_letter;
 mod error;

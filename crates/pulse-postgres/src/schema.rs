@@ -20,6 +20,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "append_function",
         include_str!("../migrations/0004_append_function.sql"),
     ),
+    (
+        5,
+        "aggregates",
+        include_str!("../migrations/0005_aggregates.sql"),
+    ),
 ];
 
 /// A stable 64-bit advisory lock key for `purpose` in `schema` (FNV-1a), so that logs
