@@ -50,7 +50,7 @@ def main() -> None:
     out["window_start"] = out["window_start"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     cols = ["user_id", "metric", "unit", "window", "window_start", "window_end", "count", "sum",
             "avg", "min", "max", "stddev", "p50", "p95", "p99"]
-    out[cols].to_json(dst, orient="records", lines=True)
+    out[cols].to_json(dst, orient="records", lines=True, double_precision=15)
 
 
 if __name__ == "__main__":

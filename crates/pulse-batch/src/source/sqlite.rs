@@ -32,16 +32,14 @@ pub fn validate_table_name(name: &str) -> Result<(), BatchError> {
     }
 }
 
-fn text(value: ValueRef<'_>, scratch: &mut String) -> Option<Vec<u8>> {
+/// A column as text (integer user ids are common); borrowed when it already is text.
+fn text(value: ValueRef<'_>) -> Option<std::borrow::Cow<'_, [u8]>> {
+    use std::borrow::Cow;
     match value {
         ValueRef::Null => None,
-        ValueRef::Text(t) | ValueRef::Blob(t) => Some(t.to_vec()),
-        ValueRef::Integer(i) => {
-            scratch.clear();
-            scratch.push_str(&i.to_string());
-            Some(scratch.as_bytes().to_vec())
-        }
-        ValueRef::Real(f) => Some(f.to_string().into_bytes()),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(Cow::Borrowed(t)),
+        ValueRef::Integer(i) => Some(Cow::Owned(i.to_string().into_bytes())),
+        ValueRef::Real(f) => Some(Cow::Owned(f.to_string().into_bytes())),
     }
 }
 
@@ -103,15 +101,14 @@ pub fn aggregate_table(
     let mut rows = stmt.query([after]).map_err(sql_err)?;
     let mut last = after;
     let mut since = 0u64;
-    let mut scratch = String::new();
     while let Some(row) = rows.next().map_err(sql_err)? {
         let rowid: i64 = row.get(0).map_err(sql_err)?;
         last = rowid;
         let get = |i: usize| row.get_ref(i).map_err(sql_err);
-        let user_id = text(get(1)?, &mut scratch);
-        let metric = text(get(2)?, &mut scratch);
-        let unit = text(get(4)?, &mut scratch);
-        let recorded_at = text(get(5)?, &mut scratch);
+        let user_id = text(get(1)?);
+        let metric = text(get(2)?);
+        let unit = text(get(4)?);
+        let recorded_at = text(get(5)?);
         let value_ref = get(3)?;
         let value_text;
         let value = match value_ref {
