@@ -69,10 +69,12 @@ pub fn read_header(path: &Path) -> Result<Columns, BatchError> {
     {
         return Err(invalid("the file is empty (expected a header row)".into()));
     }
+    // Spreadsheet exports often start with a UTF-8 byte order mark.
     let find = |name: &str| {
-        header
-            .iter()
-            .position(|field| field.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+        header.iter().position(|field| {
+            let field = field.strip_prefix(b"\xef\xbb\xbf").unwrap_or(field);
+            field.trim_ascii().eq_ignore_ascii_case(name.as_bytes())
+        })
     };
     let need = |name: &str| {
         find(name).ok_or_else(|| {

@@ -42,6 +42,7 @@ pub fn aggregate_range(
         pos += n as u64;
         bytes_since += n as u64;
         let body = line.trim_ascii();
+        let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
         if body.is_empty() {
             continue;
         }

@@ -211,3 +211,26 @@ fn a_csv_without_required_columns_is_an_input_error() {
         "nothing is written on error"
     );
 }
+
+#[test]
+fn a_byte_order_mark_is_not_part_of_the_data() {
+    let dir = tmp();
+    let csv = path(&dir, "in.csv");
+    let jsonl = path(&dir, "in.jsonl");
+    write(
+        &csv,
+        &format!("\u{feff}{HEADER}{}", csv_line("u1", "steps", "10", "", T)),
+    );
+    write(
+        &jsonl,
+        "\u{feff}{\"user_id\":\"u1\",\"metric\":\"steps\",\"value\":10,\"recorded_at\":\"2025-06-01T12:00:00Z\"}\n",
+    );
+    for input in [csv, jsonl] {
+        let summary = run(&job(&s(&input), "1h", "UTC", &s(&path(&dir, "out.jsonl"))));
+        assert_eq!(
+            (summary.counts.rows, summary.counts.rejected_total()),
+            (1, 0),
+            "{input:?}"
+        );
+    }
+}
