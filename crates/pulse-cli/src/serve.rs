@@ -1,5 +1,5 @@
 //! `pulse serve`: the HTTP server on the embedded SQLite log, or on a log shared by
-//! several instances (`[log] backend = "postgres"`).
+//! several instances (`[log] backend = "postgres"` or `"nats"`).
 //!
 //! Wires the configuration file and flags to `pulse_server`: flags (or their `PULSE_*`
 //! environment variables) win over the file's `[server]` table, which wins over the
@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use pulse_core::EventLog;
+use pulse_nats::{NatsLog, NatsOptions};
 use pulse_postgres::{PostgresLog, PostgresOptions};
 use pulse_server::config::LogBackend;
 use pulse_server::{Config, Server, ServerOptions};
@@ -87,6 +88,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
 enum OpenLog {
     Sqlite(Arc<SqliteLog>),
     Postgres(PostgresLog),
+    Nats(Arc<NatsLog>),
 }
 
 impl OpenLog {
@@ -124,7 +126,23 @@ impl OpenLog {
                 Ok(Self::Postgres(log))
             }
             LogBackend::Nats => {
-                anyhow::bail!("the nats log backend is not wired into pulse serve yet")
+                let url = config
+                    .log
+                    .url
+                    .as_deref()
+                    .context("log.url is required for the nats backend")?;
+                // The namespace on a NATS server is the subject prefix (and stream name).
+                let mut options = NatsOptions::default();
+                if let Some(prefix) = &config.log.schema {
+                    options.prefix.clone_from(prefix);
+                }
+                if config.retention != Default::default() {
+                    tracing::warn!("retention is not applied by the nats backend");
+                }
+                let log = NatsLog::connect(url, options)
+                    .await
+                    .context("failed to connect to the nats event log")?;
+                Ok(Self::Nats(Arc::new(log)))
             }
         }
     }
@@ -133,6 +151,7 @@ impl OpenLog {
         match self {
             Self::Sqlite(log) => log.clone(),
             Self::Postgres(log) => Arc::new(log.clone()),
+            Self::Nats(log) => log.clone(),
         }
     }
 
@@ -141,6 +160,10 @@ impl OpenLog {
             Self::Sqlite(log) => log.close().await.context("failed to close the event log"),
             // Hands this instance's unacknowledged deliveries to the other instances now.
             Self::Postgres(log) => log.close().await.context("failed to leave the event log"),
+            Self::Nats(log) => {
+                log.close().await;
+                Ok(())
+            }
         }
     }
 }

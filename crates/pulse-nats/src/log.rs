@@ -142,6 +142,13 @@ impl NatsLog {
         Ok(Self { shared, tasks })
     }
 
+    /// Hands this instance's unacknowledged events back for immediate redelivery to the
+    /// other members and waits until the server has them; the handle stays usable.
+    /// Dropping the handle does the same without waiting.
+    pub async fn close(&self) {
+        crate::group::release_all(&self.shared).await;
+    }
+
     /// The names of the JetStream resources this log uses.
     pub fn names(&self) -> &Names {
         &self.shared.names

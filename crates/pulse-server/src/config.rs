@@ -538,8 +538,8 @@ pub struct LogConfig {
     pub backend: LogBackend,
     /// Server URL of the `postgres` or `nats` backend (may hold a password).
     pub url: Option<String>,
-    /// Namespace of the log on the shared server (the PostgreSQL schema); the backend's
-    /// default when absent.
+    /// Namespace of the log on the shared server (the PostgreSQL schema, the NATS subject
+    /// prefix); the backend's default when absent.
     pub schema: Option<String>,
     /// This instance's name among the instances sharing the log; an instance restarted
     /// under the same name takes back its unacknowledged deliveries at once. A fresh

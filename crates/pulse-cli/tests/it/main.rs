@@ -2,5 +2,6 @@
 
 mod aggregate_cli;
 mod log_cmd;
+mod nats_instances;
 mod postgres_instances;
 mod serve;

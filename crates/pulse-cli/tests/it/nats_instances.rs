@@ -1,0 +1,216 @@
+//! Three `pulse serve` processes on loopback sharing NATS JetStream (`[log] backend =
+//! "nats"`): events published through one and consumed through the others by one group
+//! are each handled exactly once; after one instance is killed with SIGKILL mid-stream,
+//! nothing is lost (its unacknowledged events go to the survivors). Skipped, saying so,
+//! when `PULSE_TEST_NATS_URL` is unset.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+struct Instance {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start(config: &std::path::Path) -> Instance {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_pulse"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    // Killed and waited for by `Instance`'s drop, also when it never became healthy.
+    let mut instance = Instance {
+        child,
+        base,
+        _dir: dir,
+    };
+    for _ in 0..1500 {
+        if let Ok(r) = reqwest::get(format!("{}/healthz", instance.base)).await {
+            if r.status() == 200 {
+                return instance;
+            }
+        }
+        if let Ok(Some(status)) = instance.child.try_wait() {
+            panic!("pulse serve on NATS exited: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("pulse serve on NATS did not become healthy");
+}
+
+/// Deletes the test's streams and buckets when the test ends, however it ends.
+struct Cleanup(String, pulse_nats::NatsOptions);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let (url, options) = (self.0.clone(), self.1.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime
+                .block_on(pulse_nats::delete_log(&url, &options))
+                .ok()
+        })
+        .join();
+    }
+}
+
+/// Reads a group's SSE stream from `base`, recording the offset of every event.
+fn consume(
+    base: &str,
+    seen: Arc<Mutex<HashMap<u64, Vec<usize>>>>,
+    who: usize,
+) -> tokio::task::JoinHandle<()> {
+    let url = format!("{base}/v1/stream?type=health.%3E&group=cluster");
+    tokio::spawn(async move {
+        let Ok(response) = reqwest::get(url).await else {
+            return;
+        };
+        let mut body = response.bytes_stream();
+        let mut text = String::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = text.find("\n\n") {
+                let frame: String = text.drain(..end + 2).collect();
+                let offset = frame
+                    .lines()
+                    .find_map(|l| l.strip_prefix("id:"))
+                    .and_then(|id| id.trim().parse::<u64>().ok());
+                if let Some(offset) = offset {
+                    seen.lock().entry(offset).or_default().push(who);
+                }
+            }
+        }
+    })
+}
+
+async fn publish(base: &str, tag: &str, n: usize) {
+    let client = reqwest::Client::new();
+    for chunk in 0..n / 50 {
+        let events: Vec<Value> = (0..50)
+            .map(|i| {
+                let i = chunk * 50 + i;
+                json!({"specversion": "1.0", "id": format!("{tag}-{i}"), "source": "test",
+                       "type": "health.reading.hr", "subject": format!("user-{}", i % 7), "data": i})
+            })
+            .collect();
+        let response = client
+            .post(format!("{base}/v1/events"))
+            .header("content-type", "application/cloudevents-batch+json")
+            .body(Value::Array(events).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202, "{:?}", response.text().await);
+    }
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..1200 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_share_a_group_and_survive_a_sigkill() {
+    let Ok(url) = std::env::var("PULSE_TEST_NATS_URL") else {
+        println!("skipped three_instances_share_a_group_and_survive_a_sigkill: PULSE_TEST_NATS_URL is not set");
+        return;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let prefix = format!("pulsetest-cluster-{}-{nanos:08x}", std::process::id());
+    let _cleanup = Cleanup(url.clone(), pulse_nats::NatsOptions::new(prefix.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pulse.toml");
+    std::fs::write(
+        &config,
+        format!("[log]\nbackend = \"nats\"\nurl = \"{url}\"\nschema = \"{prefix}\"\n"),
+    )
+    .unwrap();
+    let a = start(&config).await;
+    let b = start(&config).await;
+    let mut c = start(&config).await;
+
+    let seen: Arc<Mutex<HashMap<u64, Vec<usize>>>> = Arc::default();
+    let _on_b = consume(&b.base, seen.clone(), 1);
+    let on_c = consume(&c.base, seen.clone(), 2);
+    // Both subscriptions have joined before anything is published.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    publish(&a.base, "first", 300).await;
+    wait_until("all 300 events are handled", || seen.lock().len() >= 300).await;
+    {
+        let seen = seen.lock();
+        assert!(
+            seen.values().all(|who| who.len() == 1),
+            "an event was handled twice in one group"
+        );
+        let by_c = seen.values().filter(|who| who[0] == 2).count();
+        println!("instance b handled {}, instance c {by_c}", 300 - by_c);
+    }
+
+    // Second round: kill instance c with SIGKILL while events flow.
+    let publisher = {
+        let base = a.base.clone();
+        tokio::spawn(async move { publish(&base, "second", 300).await })
+    };
+    wait_until("the second round is under way", || seen.lock().len() >= 330).await;
+    c.child.kill().unwrap();
+    let _ = c.child.wait();
+    on_c.abort();
+    publisher.await.unwrap();
+    wait_until("every event of both rounds is handled", || {
+        seen.lock().len() >= 600
+    })
+    .await;
+    let mut offsets: Vec<u64> = seen.lock().keys().copied().collect();
+    offsets.sort_unstable();
+    assert_eq!(offsets, (1..=600).collect::<Vec<_>>(), "nothing was lost");
+    let groups: Value = reqwest::get(format!("{}/v1/groups", b.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(groups["groups"][0]["name"], "cluster", "{groups}");
+    drop(c);
+}
