@@ -61,6 +61,49 @@ async fn throughput(logs: &[PostgresLog], publishers: usize, batch: usize, secs:
     stored.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// One consumer group over every instance, each fetching up to 256 at a time and
+/// acking what it got, until the `count` events appended before are handled.
+async fn consume(logs: &[PostgresLog], count: u64) -> f64 {
+    let mut config = GroupConfig::new(Pattern::parse("consume.>").expect("pattern"));
+    config.start = pulse_core::StartPosition::Latest;
+    for log in logs {
+        log.ensure_group("consumers", config.clone())
+            .await
+            .expect("group");
+    }
+    let events: Vec<Event> = (0..count)
+        .map(|i| {
+            let mut e = reading(i);
+            e.ty = "consume.reading".into();
+            e
+        })
+        .collect();
+    for chunk in events.chunks(1000) {
+        logs[0].append(chunk.to_vec()).await.expect("append");
+    }
+    let handled = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for log in logs {
+        let (log, handled) = (log.clone(), Arc::clone(&handled));
+        tasks.push(tokio::spawn(async move {
+            while handled.load(Ordering::Relaxed) < count {
+                let batch = log
+                    .fetch_wait("consumers", 256, Duration::from_millis(100))
+                    .await
+                    .expect("fetch");
+                let offsets: Vec<u64> = batch.iter().map(|d| d.event.offset).collect();
+                log.ack("consumers", &offsets).await.expect("ack");
+                handled.fetch_add(offsets.len() as u64, Ordering::Relaxed);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("consumer");
+    }
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
 /// An instance holding `held` deliveries dies; returns how long until another instance
 /// has all of them back.
 async fn handoff(url: &str, schema: &str, held: usize, clean: bool) -> Duration {
@@ -139,6 +182,8 @@ async fn main() {
     }
     let total = logs[0].last_offset().await.expect("last offset");
     println!("stored {total} events");
+    let rate = consume(&logs, 20_000).await;
+    println!("consume: one group over {INSTANCES} instances, fetch 256 + ack: {rate:.0} events/s");
     for clean in [false, true] {
         let took = handoff(&url, &schema, 100, clean).await;
         let how = if clean {

@@ -264,11 +264,14 @@ impl Shared {
             .db()?;
         let timeout_ms =
             i64::try_from(self.options.instance_timeout.as_millis()).unwrap_or(i64::MAX);
-        let live: Vec<String> = tx
+        let mut live: Vec<String> = tx
             .query_one(&live_statement, &[&now, &timeout_ms])
             .await
             .db()?
             .get(0);
+        // This instance is alive whatever its last heartbeat says (a stalled heartbeat
+        // must not make it redeliver its own work to itself).
+        live.push(self.instance.clone());
         let wait_error = format!(
             "not acknowledged within the ack wait of {:?}",
             Duration::from_millis(u64::try_from(ack_wait_ms).unwrap_or(0))
