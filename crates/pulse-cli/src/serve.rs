@@ -136,9 +136,8 @@ impl OpenLog {
                 if let Some(prefix) = &config.log.schema {
                     options.prefix.clone_from(prefix);
                 }
-                if config.retention != Default::default() {
-                    tracing::warn!("retention is not applied by the nats backend");
-                }
+                options.max_age = config.retention.max_age;
+                options.max_events = config.retention.max_events;
                 let log = NatsLog::connect(url, options)
                     .await
                     .context("failed to connect to the nats event log")?;

@@ -1,5 +1,22 @@
 //! Pulse's event log on NATS JetStream, for several Pulse instances sharing one NATS.
 //!
+//! ```no_run
+//! # async fn demo() -> Result<(), pulse_core::LogError> {
+//! use pulse_core::{Event, EventLog, GroupConfig, Pattern};
+//! use pulse_nats::{NatsLog, NatsOptions};
+//!
+//! let log = NatsLog::connect("nats://127.0.0.1:4222", NatsOptions::new("pulse")).await?;
+//! log.append(vec![Event::new("health.reading.hr").with_subject("user-1")]).await?;
+//! let pattern = Pattern::parse("health.>").expect("a valid pattern");
+//! log.ensure_group("rollups", GroupConfig::new(pattern)).await?;
+//! for delivery in log.fetch("rollups", 100).await? {
+//!     log.ack("rollups", &[delivery.event.offset]).await?;
+//! }
+//! log.close().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Mapping
 //! - **Stream**: one per configured prefix (`NatsOptions::prefix`), holding the subjects
 //!   `<prefix>.>`; an event of type `health.reading` is published to

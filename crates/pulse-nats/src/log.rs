@@ -99,6 +99,10 @@ impl NatsLog {
             subjects: vec![names.event_filter(None)],
             storage,
             duplicate_window: options.duplicate_window,
+            max_age: options.max_age.unwrap_or_default(),
+            max_messages: options
+                .max_events
+                .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
             allow_direct: true,
             description: Some("Pulse event log".into()),
             ..Default::default()
@@ -161,7 +165,7 @@ impl NatsLog {
 }
 
 /// Opens the stream of `config`, creating it when missing and updating its duplicate
-/// window when it differs; a stream of that name with other subjects is not Pulse's.
+/// window and retention limits when they differ; a stream of that name with other subjects is not Pulse's.
 async fn ensure_stream(
     client: &Client,
     js: &jetstream::Context,
@@ -177,9 +181,20 @@ async fn ensure_stream(
                     existing.subjects, config.subjects
                 )));
             }
-            if existing.duplicate_window != config.duplicate_window {
+            // The server reports "no limit" as -1 where a request may say 0.
+            let limits = |c: &stream::Config| {
+                let max = if c.max_messages <= 0 {
+                    -1
+                } else {
+                    c.max_messages
+                };
+                (c.duplicate_window, c.max_age, max)
+            };
+            if limits(existing) != limits(&config) {
                 let mut updated = existing.clone();
                 updated.duplicate_window = config.duplicate_window;
+                updated.max_age = config.max_age;
+                updated.max_messages = config.max_messages;
                 js.update_stream(updated)
                     .await
                     .map_err(|e| classify(client, "cannot update the stream", e))?;

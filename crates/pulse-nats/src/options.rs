@@ -25,6 +25,11 @@ pub struct NatsOptions {
     /// deduplicated after the duplicate window has passed. Costs two more requests per
     /// event, so it is off by default.
     pub id_index: bool,
+    /// Events older than this are removed from the stream (JetStream's `max_age`);
+    /// `None` keeps them forever.
+    pub max_age: Option<Duration>,
+    /// At most this many events are kept, the oldest removed first (`max_msgs`).
+    pub max_events: Option<u64>,
     /// Store the streams in memory instead of files (tests only: nothing survives a
     /// server restart).
     pub memory_storage: bool,
@@ -66,6 +71,8 @@ impl NatsOptions {
             stream: None,
             duplicate_window: Duration::from_secs(120),
             id_index: false,
+            max_age: None,
+            max_events: None,
             memory_storage: false,
             request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
@@ -99,6 +106,17 @@ impl NatsOptions {
         }
         if self.duplicate_window < Duration::from_millis(100) {
             return Err(invalid("duplicate_window must be at least 100ms".into()));
+        }
+        if self.max_age.is_some_and(|age| age < self.duplicate_window) {
+            return Err(invalid(
+                "max_age must not be shorter than duplicate_window".into(),
+            ));
+        }
+        if self
+            .max_events
+            .is_some_and(|n| n == 0 || n > i64::MAX as u64)
+        {
+            return Err(invalid("max_events must be at least 1".into()));
         }
         if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(invalid("timeouts must not be zero".into()));

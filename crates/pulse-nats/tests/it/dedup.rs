@@ -59,3 +59,36 @@ async fn a_stream_that_is_not_the_logs_is_refused() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_the_newest_events() {
+    let Some(url) = support::url("retention_keeps_the_newest_events") else {
+        return;
+    };
+    let prefix = Prefix::new(url, "retention");
+    let mut options = prefix.options.clone();
+    options.max_events = Some(3);
+    let log = prefix.open_with(options.clone()).await;
+    log.append((0..5).map(|_| Event::new("a.b")).collect())
+        .await
+        .unwrap();
+    let kept: Vec<u64> = log
+        .read(ReadQuery::after(0, 10))
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.offset)
+        .collect();
+    assert_eq!(kept, vec![3, 4, 5], "offsets keep counting; the oldest go");
+    // Reopening with other limits updates the stream in place.
+    options.max_events = None;
+    let reopened = prefix.open_with(options).await;
+    reopened
+        .append(vec![Event::new("a.b"), Event::new("a.b")])
+        .await
+        .unwrap();
+    assert_eq!(
+        reopened.read(ReadQuery::after(0, 10)).await.unwrap().len(),
+        5
+    );
+}
