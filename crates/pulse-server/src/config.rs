@@ -725,6 +725,18 @@ mod tests {
     }
 
     #[test]
+    fn the_deployment_example_is_valid() {
+        for var in ["PULSE_KEY_INGEST", "PULSE_KEY_DASHBOARD", "PULSE_KEY_OPS"] {
+            // Only this test reads these variables.
+            std::env::set_var(var, format!("{var}-example-secret"));
+        }
+        let c = Config::parse(include_str!("../../../deploy/pulse.toml")).unwrap();
+        assert_eq!(c.jobs.len(), 1);
+        assert_eq!(c.webhooks[0].id, "billing");
+        assert!(!c.keys.is_open());
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));

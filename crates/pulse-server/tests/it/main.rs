@@ -8,5 +8,6 @@ mod jobs;
 mod restart;
 mod stream;
 mod support;
+mod tls;
 mod webhooks;
 mod ws;
