@@ -6,6 +6,13 @@
 //! the WAL has grown past [`WAL_CHECKPOINT_BYTES`]. Passive checkpoints never block the
 //! writer or readers, and SQLite restarts the WAL from its beginning once a checkpoint
 //! has caught up, which keeps the file small.
+//!
+//! Under sustained appends a passive checkpoint never catches up (the writer adds
+//! frames while it copies), so the WAL would grow without bound. Past
+//! [`WAL_TRUNCATE_BYTES`] the thread runs a `TRUNCATE` checkpoint instead: it waits for
+//! the current transaction, holds new ones back while it copies the few frames the
+//! passive pass left, and empties the file: a short, bounded pause for appends in
+//! exchange for a bounded WAL.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
@@ -17,6 +24,8 @@ use crate::options::FsyncPolicy;
 
 /// WAL size past which a checkpoint runs.
 pub(crate) const WAL_CHECKPOINT_BYTES: u64 = 16 << 20;
+/// WAL size past which appends briefly wait for a complete checkpoint.
+pub(crate) const WAL_TRUNCATE_BYTES: u64 = 64 << 20;
 /// How often the WAL size is looked at.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -44,16 +53,28 @@ pub(crate) fn spawn(
                 if size < WAL_CHECKPOINT_BYTES {
                     continue;
                 }
-                let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-                    Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-                });
-                match result {
-                    Ok((frames, copied)) => tracing::debug!(frames, copied, "wal checkpoint"),
-                    Err(err) => tracing::warn!(%err, "wal checkpoint failed"),
+                checkpoint(&conn, "PASSIVE");
+                let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+                if size >= WAL_TRUNCATE_BYTES {
+                    checkpoint(&conn, "TRUNCATE");
                 }
             }
         })
         .map(|_| ())
+}
+
+fn checkpoint(conn: &Connection, mode: &str) {
+    let result = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, i64>(2)?,
+        ))
+    });
+    match result {
+        Ok((busy, frames, copied)) => tracing::debug!(mode, busy, frames, copied, "wal checkpoint"),
+        Err(err) => tracing::warn!(mode, %err, "wal checkpoint failed"),
+    }
 }
 
 fn open(db: &std::path::Path, fsync: FsyncPolicy) -> rusqlite::Result<Connection> {
@@ -66,6 +87,7 @@ fn open(db: &std::path::Path, fsync: FsyncPolicy) -> rusqlite::Result<Connection
         _ => "FULL",
     };
     conn.execute_batch(&format!("PRAGMA synchronous = {synchronous};"))?;
-    conn.busy_timeout(Duration::from_secs(1))?;
+    // A TRUNCATE checkpoint waits for the writer's transaction in flight, no longer.
+    conn.busy_timeout(Duration::from_secs(2))?;
     Ok(conn)
 }
