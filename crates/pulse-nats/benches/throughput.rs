@@ -82,6 +82,43 @@ async fn publish_pulse(url: &str, options: &NatsOptions) -> (f64, usize) {
     (total as f64 / elapsed, size)
 }
 
+/// Three instances drain one group over what `publish_pulse` stored: fetch up to 1,000,
+/// ack them all (confirmed by the server), repeat.
+async fn consume_pulse(url: &str, options: &NatsOptions, stored: usize) -> f64 {
+    let mut logs = Vec::new();
+    for _ in 0..INSTANCES {
+        logs.push(Arc::new(
+            NatsLog::connect(url, options.clone())
+                .await
+                .expect("connect"),
+        ));
+    }
+    let config = GroupConfig::new(Pattern::parse("health.>").expect("pattern"));
+    logs[0].ensure_group("drain", config).await.expect("group");
+    let handled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for log in &logs {
+        let (log, handled) = (log.clone(), handled.clone());
+        tasks.push(tokio::spawn(async move {
+            use std::sync::atomic::Ordering;
+            while handled.load(Ordering::Relaxed) < stored {
+                let batch = log
+                    .fetch_wait("drain", 1000, Duration::from_millis(200))
+                    .await
+                    .expect("fetch");
+                let offsets: Vec<u64> = batch.iter().map(|d| d.event.offset).collect();
+                log.ack("drain", &offsets).await.expect("ack");
+                handled.fetch_add(offsets.len(), Ordering::Relaxed);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("consumer");
+    }
+    handled.load(std::sync::atomic::Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
 async fn publish_raw(url: &str, size: usize) -> f64 {
     let subject_prefix = format!("pulsebench-raw-{:08x}", fastrand::u32(..));
     let name = subject_prefix.replace('-', "_");
@@ -237,6 +274,10 @@ fn main() {
         println!(
             "pulse-nats publish: {EVENTS} persistent events ({size} bytes each, batches of {BATCH}), \
              {INSTANCES} instances x {TASKS_PER_INSTANCE} tasks: {rate:.0} events/s"
+        );
+        let consumed = consume_pulse(&url, &options, EVENTS).await;
+        println!(
+            "pulse-nats consumer group, {INSTANCES} instances fetching up to 1000 and acking: {consumed:.0} events/s"
         );
         let raw = publish_raw(&url, size).await;
         println!(

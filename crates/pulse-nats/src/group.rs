@@ -352,7 +352,8 @@ pub(crate) async fn ack(shared: &Shared, name: &str, offsets: &[u64]) -> Result<
     {
         let gate = handle.gate.lock();
         let redrives = handle.redriven.lock();
-        for &offset in offsets {
+        let unique: std::collections::BTreeSet<u64> = offsets.iter().copied().collect();
+        for offset in unique {
             if let Some(r) = redrives.get(&offset) {
                 redriven.push((offset, r.clone()));
             } else if let Some(pending) = gate.delivered(offset) {
