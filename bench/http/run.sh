@@ -10,8 +10,10 @@ SECS="${SECS:-10}"
 NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 
-cargo build --release -p pulse-cli >&2
-(cd bench/http && cargo build --release >&2)
+if [ -z "${SKIP_BUILD:-}" ]; then
+    cargo build --release -p pulse-cli >&2
+    (cd bench/http && cargo build --release >&2)
+fi
 PULSE=target/release/pulse
 GEN=bench/http/target/release/pulse-http-bench
 
@@ -35,7 +37,8 @@ sleep 2
 echo "{\"mode\":\"idle_rss\",\"rss_kb\":$(awk '/VmRSS/{print $2}' /proc/$PID/status)}"
 "$GEN" batch "$BASE" "$SECS" 4 1000
 "$GEN" single "$BASE" "$SECS" 64
-"$GEN" ws "$BASE" "$SECS" 10000
+"$GEN" ws "$BASE" "$SECS" 10000 10
+"$GEN" ws "$BASE" "$SECS" 10000 1
 echo "{\"mode\":\"rss_after_load\",\"rss_kb\":$(awk '/VmRSS/{print $2}' /proc/$PID/status)}"
 
 "$GEN" nats "$NATS_URL" "$SECS" 256
@@ -43,7 +46,8 @@ echo "{\"mode\":\"rss_after_load\",\"rss_kb\":$(awk '/VmRSS/{print $2}' /proc/$P
 PAYLOAD='{"specversion":"1.0","id":"x","source":"bench","type":"health.reading.heart_rate","subject":"user-1","datacontenttype":"application/json","data":{"value":70}}'
 for pipeline in 1 16; do
     n=$((pipeline == 1 ? 200000 : 1000000))
-    rps="$(redis-benchmark -p "$REDIS_PORT" -c 50 -n "$n" -P "$pipeline" --csv XADD "$KEY" '*' data "$PAYLOAD" | tail -1 | cut -d, -f2 | tr -d '"')"
-    echo "{\"mode\":\"redis_xadd\",\"clients\":50,\"pipeline\":$pipeline,\"messages_per_s\":$rps,\"appendfsync\":\"$(redis-cli -p "$REDIS_PORT" config get appendonly | tail -1)\"}"
+    rps="$(redis-benchmark -p "$REDIS_PORT" -c 50 -n "$n" -P "$pipeline" -q XADD "$KEY" '*' data "$PAYLOAD" \
+        | tr '\r' '\n' | grep -o '[0-9.]* requests per second' | tail -1 | cut -d' ' -f1)"
+    echo "{\"mode\":\"redis_xadd\",\"clients\":50,\"pipeline\":$pipeline,\"messages_per_s\":$rps,\"appendonly\":\"$(redis-cli -p "$REDIS_PORT" config get appendonly | tail -1)\",\"appendfsync\":\"$(redis-cli -p "$REDIS_PORT" config get appendfsync | tail -1)\"}"
     redis-cli -p "$REDIS_PORT" DEL "$KEY" >/dev/null
 done

@@ -3,7 +3,7 @@
 //! ```text
 //! pulse-http-bench batch  URL SECONDS CONNS EVENTS_PER_REQUEST
 //! pulse-http-bench single URL SECONDS CONNS
-//! pulse-http-bench ws     URL SECONDS RATE
+//! pulse-http-bench ws     URL SECONDS RATE EVENTS_PER_POST
 //! pulse-http-bench nats   NATS_URL SECONDS WINDOW
 //! ```
 //! Every run prints one JSON object. Bounded in time; talks to loopback only.
@@ -117,9 +117,9 @@ async fn publish_load(url: String, seconds: u64, conns: usize, per_request: usiz
     })
 }
 
-/// Publishes `rate` single events per second (one POST each) and measures, in a
+/// Publishes `rate` events per second (`per_post` per POST) and measures, in a
 /// WebSocket group subscriber that acks, the time from the start of the POST to receipt.
-async fn ws_latency(base: String, seconds: u64, rate: u64) -> Value {
+async fn ws_latency(base: String, seconds: u64, rate: u64, per_post: u64) -> Value {
     let run = std::process::id();
     let ws_url = format!(
         "{}/v1/ws?type=lat.{run}.%3E&group=lat-{run}&max_unacked=5000&start=latest",
@@ -156,13 +156,13 @@ async fn ws_latency(base: String, seconds: u64, rate: u64) -> Value {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let client = http();
     let url = format!("{base}/v1/events");
-    // Ten publishers, each one event per tick; ticks every 10 / rate seconds.
-    let publishers = 10u64;
-    let period = Duration::from_nanos(1_000_000_000 * publishers / rate);
+    // One publisher: a POST of `per_post` events every `per_post / rate` seconds, each
+    // POST in its own task so that a slow one does not hold the pace.
+    let period = Duration::from_nanos(1_000_000_000 * per_post / rate);
     let deadline = Instant::now() + Duration::from_secs(seconds) + warmup;
     let sent = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for p in 0..publishers {
+    {
         let (client, url, sent) = (client.clone(), url.clone(), sent.clone());
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
@@ -170,16 +170,21 @@ async fn ws_latency(base: String, seconds: u64, rate: u64) -> Value {
             let mut seq = 0u64;
             while Instant::now() < deadline {
                 tick.tick().await;
-                seq += 1;
                 let sent_ns = origin.elapsed().as_nanos() as u64;
-                let body = event(&format!("l-{run}-{p}-{seq}"), &format!("lat.{run}.x"), (p * 100_000 + seq) as usize, &format!(r#"{{"sent_ns":{sent_ns}}}"#));
-                let client = client.clone();
-                let url = url.clone();
-                let sent = sent.clone();
-                // Do not let one slow POST hold the pace of this publisher.
+                let mut events = Vec::with_capacity(per_post as usize);
+                for _ in 0..per_post {
+                    seq += 1;
+                    events.push(event(&format!("l-{run}-{seq}"), &format!("lat.{run}.x"), seq as usize, &format!(r#"{{"sent_ns":{sent_ns}}}"#)));
+                }
+                let (ct, body) = if per_post == 1 {
+                    ("application/cloudevents+json", events.pop().unwrap_or_default())
+                } else {
+                    ("application/cloudevents-batch+json", format!("[{}]", events.join(",")))
+                };
+                let (client, url, sent) = (client.clone(), url.clone(), sent.clone());
                 tokio::spawn(async move {
-                    if post(&client, &url, "application/cloudevents+json", body).await == 202 {
-                        sent.fetch_add(1, Ordering::Relaxed);
+                    if post(&client, &url, ct, body).await == 202 {
+                        sent.fetch_add(per_post, Ordering::Relaxed);
                     }
                 });
             }
@@ -191,7 +196,7 @@ async fn ws_latency(base: String, seconds: u64, rate: u64) -> Value {
     let mut lat = received.await.expect("subscriber");
     lat.sort_unstable();
     json!({
-        "mode": "ws_latency", "target_rate": rate, "seconds": seconds,
+        "mode": "ws_latency", "target_rate": rate, "events_per_post": per_post, "seconds": seconds,
         "published": sent.load(Ordering::Relaxed), "measured": lat.len(),
         "p50_ms": percentile(&lat, 0.5), "p90_ms": percentile(&lat, 0.9),
         "p99_ms": percentile(&lat, 0.99), "max_ms": lat.last().map_or(0.0, |v| *v as f64 / 1e6),
@@ -243,7 +248,7 @@ async fn main() {
     let out = match arg(1).as_str() {
         "batch" => publish_load(format!("{}/v1/events", arg(2)), num(3), num(4) as usize, num(5) as usize).await,
         "single" => publish_load(format!("{}/v1/events", arg(2)), num(3), num(4) as usize, 1).await,
-        "ws" => ws_latency(arg(2), num(3), num(4)).await,
+        "ws" => ws_latency(arg(2), num(3), num(4), num(5)).await,
         "nats" => nats(arg(2), num(3), num(4) as usize).await,
         other => panic!("unknown mode {other}"),
     };
