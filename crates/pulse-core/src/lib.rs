@@ -24,3 +24,8 @@ pub use log::{
     ReadQuery, StartPosition, StoredEvent,
 };
 pub use pattern::{Pattern, PatternError};
+
+/// The README's Rust quick start, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeQuickStart;
