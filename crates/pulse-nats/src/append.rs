@@ -93,17 +93,24 @@ async fn publish_all(shared: &Shared, mut events: Vec<Event>) -> Result<Vec<Appe
         .filter(|&i| results[i].is_none())
         .collect();
     for chunk in todo.chunks(CHUNK) {
-        let mut acks: Vec<(usize, PublishAckFuture)> = Vec::with_capacity(chunk.len());
-        {
-            let _order = shared.send_lock.lock().await;
-            for &i in chunk {
+        // Encoded before taking the lock, so concurrent appends encode in parallel.
+        let messages: Vec<(usize, String, PublishMessage)> = chunk
+            .iter()
+            .map(|&i| {
                 let event = &events[i];
                 let message = PublishMessage::build()
                     .payload(encode_event(event))
                     .message_id(&event.id);
+                (i, shared.names.event_subject(&event.ty), message)
+            })
+            .collect();
+        let mut acks: Vec<(usize, PublishAckFuture)> = Vec::with_capacity(chunk.len());
+        {
+            let _order = shared.send_lock.lock().await;
+            for (i, subject, message) in messages {
                 let ack = shared
                     .js
-                    .send_publish(shared.names.event_subject(&event.ty), message)
+                    .send_publish(subject, message)
                     .await
                     .map_err(|e| publish_error(shared, e))?;
                 acks.push((i, ack));
