@@ -154,3 +154,92 @@ fn bad_configuration_exits_2_naming_the_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("max_body"), "{stderr}");
 }
+
+#[tokio::test]
+async fn keys_and_health_values_never_reach_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pulse.toml");
+    std::fs::write(
+        &config,
+        "[[api_keys]]\nname = \"ingest\"\nkey_env = \"PULSE_TEST_KEY\"\npublish = [\"health.>\"]\nsubscribe = [\"health.>\"]\n",
+    )
+    .unwrap();
+    let secret = "s3cret-key-never-logged-4711";
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_pulse"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("PULSE_TEST_KEY", secret)
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Running(child);
+    wait_healthy(&base).await;
+    let client = reqwest::Client::new();
+    let reading = json!({"specversion": "1.0", "id": "v-1", "source": "watch", "type": "health.reading.glucose",
+        "subject": "patient-0815", "data": {"value": 987.654321}});
+    for key in [secret, "wrong-key-0123456789"] {
+        let _ = client
+            .post(format!("{base}/v1/events"))
+            .bearer_auth(key)
+            .header("content-type", "application/cloudevents+json")
+            .body(reading.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+    let bad = event_with_bad_type();
+    let _ = client
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(secret)
+        .header("content-type", "application/cloudevents+json")
+        .body(bad)
+        .send()
+        .await
+        .unwrap();
+    let _ = client
+        .get(format!("{base}/v1/events?type=health.%3E&api_key={secret}"))
+        .send()
+        .await
+        .unwrap();
+    let _ = client
+        .get(format!("{base}/v1/events?type=health.%3E"))
+        .bearer_auth(secret)
+        .send()
+        .await
+        .unwrap();
+
+    Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    let stderr = tokio::task::spawn_blocking(move || {
+        child.0.wait().unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        stderr
+    })
+    .await
+    .unwrap();
+    assert!(
+        stderr.contains("listening"),
+        "the log was captured: {stderr}"
+    );
+    for secret_text in [secret, "987.654321", "wrong-key-0123456789"] {
+        assert!(
+            !stderr.contains(secret_text),
+            "{secret_text:?} reached the log:\n{stderr}"
+        );
+    }
+}
+
+fn event_with_bad_type() -> String {
+    json!({"specversion": "1.0", "id": "v-2", "source": "watch", "type": "health..glucose", "data": {"value": 987.654321}})
+        .to_string()
+}
