@@ -245,3 +245,39 @@ async fn subscriptions_crud_errors_and_persistence() {
     assert_eq!(subs[0]["group"], "keep");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn configured_webhooks_deliver_and_cannot_be_deleted() {
+    let receiver = Receiver::new(StatusCode::OK);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = receiver.serve(listener);
+    let config = format!(
+        "[[webhooks]]\nname = \"audit\"\npattern = \"audit.>\"\nurl = \"http://127.0.0.1:{port}/hook\"\nbackoff_ms = [10]\n"
+    );
+    let server = TestServer::start(&config).await;
+    publish(
+        &server,
+        vec![
+            event("cfg-1", "audit.login", json!({"ok": true})),
+            event("cfg-2", "other.x", json!(0)),
+        ],
+    )
+    .await;
+    eventually(10, || async {
+        (receiver.ids() == vec!["cfg-1"]).then_some(())
+    })
+    .await;
+    let (_, list) = get(&server.url("/v1/subscriptions"), None).await;
+    assert_eq!(list["subscriptions"][0]["id"], "audit");
+    assert_eq!(list["subscriptions"][0]["group"], "webhook-audit");
+    assert_eq!(list["subscriptions"][0]["from_config"], true);
+    let resp = client()
+        .delete(server.url("/v1/subscriptions/audit"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    handle.abort();
+    server.stop().await;
+}
