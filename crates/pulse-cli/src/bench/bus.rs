@@ -74,7 +74,9 @@ pub(crate) struct BusArgs {
 struct Report {
     events_per_s: f64,
     deliveries_per_s: f64,
+    p10_us: f64,
     p50_us: f64,
+    p90_us: f64,
     p99_us: f64,
     p999_us: f64,
     peak_rss_mb: f64,
@@ -240,7 +242,9 @@ async fn measure(args: &BusArgs) -> anyhow::Result<Report> {
     Ok(Report {
         events_per_s: per_s(args.events),
         deliveries_per_s: per_s(args.events * args.subscribers as u64),
+        p10_us: percentile_us(&samples, 0.10),
         p50_us: percentile_us(&samples, 0.50),
+        p90_us: percentile_us(&samples, 0.90),
         p99_us: percentile_us(&samples, 0.99),
         p999_us: percentile_us(&samples, 0.999),
         peak_rss_mb: read_status_kb("VmHWM:")? / 1024.0,
@@ -349,8 +353,8 @@ fn print_text(r: &Report) {
     );
     println!("  deliveries/s   {:>14.0}", r.deliveries_per_s);
     println!(
-        "  latency (µs)   p50 {:.1}  p99 {:.1}  p99.9 {:.1}  ({} samples, publish → handler start)",
-        r.p50_us, r.p99_us, r.p999_us, r.latency_samples
+        "  latency (µs)   p10 {:.1}  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  ({} samples, publish → handler start)",
+        r.p10_us, r.p50_us, r.p90_us, r.p99_us, r.p999_us, r.latency_samples
     );
     println!(
         "  memory (MB)    peak RSS {:.1}  RSS after subscribing {:.1}",

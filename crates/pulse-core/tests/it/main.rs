@@ -2,6 +2,7 @@
 
 mod bus_backpressure;
 mod bus_lifecycle;
+mod bus_metrics;
 mod bus_ordering;
 mod bus_persistence;
 mod bus_retry;
