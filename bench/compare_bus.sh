@@ -35,16 +35,36 @@ if [[ -n "$rate" ]]; then
 fi
 
 echo "workload: ${workload[*]} (no-op handlers); machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-python_json="$("$python" bench/python_bus/bench.py "${workload[@]}")"
 # shellcheck disable=SC2086 # PULSE_FLAGS is a list of flags
-pulse_json="$("$pulse" bench bus "${workload[@]}" ${PULSE_FLAGS:-} --json)"
-echo "python: $python_json"
-echo "pulse:  $pulse_json"
-"$python" - "$python_json" "$pulse_json" <<'PY'
-import json, sys
-py, pu = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print(f"events/s      python {py['events_per_s']:>14,.0f}   pulse {pu['events_per_s']:>14,.0f}   ratio {pu['events_per_s'] / py['events_per_s']:.1f}x")
-print(f"deliveries/s  python {py['deliveries_per_s']:>14,.0f}   pulse {pu['deliveries_per_s']:>14,.0f}")
+"$python" - "$python" "$pulse" "${PULSE_FLAGS:-}" "${workload[@]}" <<'PY'
+"""Runs both benchmarks as child processes and also reports events per CPU-second
+(user + system time of each child), which a busy shared machine distorts less than
+wall-clock rates."""
+import json, resource, subprocess, sys
+
+python, pulse, pulse_flags, workload = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4:]
+
+def run(cmd):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result = json.loads(out.strip().splitlines()[-1])
+    result["cpu_s"] = cpu
+    return result
+
+py = run([python, "bench/python_bus/bench.py", *workload])
+pu = run([pulse, "bench", "bus", *workload, *pulse_flags, "--json"])
+print("python:", json.dumps(py))
+print("pulse: ", json.dumps(pu))
+events = py["events"]
+py_cpu_rate, pu_cpu_rate = events / py["cpu_s"], events / pu["cpu_s"]
+print(f"events/s        python {py['events_per_s']:>14,.0f}   pulse {pu['events_per_s']:>14,.0f}   ratio {pu['events_per_s'] / py['events_per_s']:.1f}x")
+print(f"events/CPU-s    python {py_cpu_rate:>14,.0f}   pulse {pu_cpu_rate:>14,.0f}   ratio {pu_cpu_rate / py_cpu_rate:.1f}x")
+print(f"deliveries/s    python {py['deliveries_per_s']:>14,.0f}   pulse {pu['deliveries_per_s']:>14,.0f}")
 for key in ("p50_us", "p99_us", "p999_us", "peak_rss_mb"):
-    print(f"{key:<13} python {py[key]:>14,.1f}   pulse {pu[key]:>14,.1f}")
+    print(f"{key:<15} python {py[key]:>14,.1f}   pulse {pu[key]:>14,.1f}")
+if not py.get("rate"):
+    print("(flat out, Pulse's latency includes the wait in its bounded queues while the baseline "
+          "runs each handler inside publish; compare latencies with --rate)")
 PY

@@ -293,17 +293,16 @@ async fn publish_flat_out(
 }
 
 /// Publishes one event every `1/rate` s. Each event's time is its intended publish time,
-/// so a publisher falling behind shows up as latency instead of hiding it.
+/// so a publisher falling behind shows up as latency instead of hiding it. Pacing and
+/// latency both use the wall clock, so no drift between two clocks enters the figures.
 async fn publish_paced(bus: &Bus, events: u64, rate: u64, payload: &Bytes) -> anyhow::Result<()> {
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let start = Instant::now();
-    let wall_start = Utc::now();
+    let start = Utc::now();
     for i in 0..events {
-        let offset = interval.mul_f64(i as f64);
-        while start.elapsed() < offset {
+        let intended = start + chrono::Duration::from_std(interval.mul_f64(i as f64))?;
+        while Utc::now() < intended {
             tokio::task::yield_now().await;
         }
-        let intended = wall_start + chrono::Duration::from_std(offset)?;
         bus.publish(event(payload).with_time(intended)).await?;
     }
     Ok(())

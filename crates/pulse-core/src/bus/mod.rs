@@ -1,7 +1,7 @@
 //! The in-process event bus: publish events, subscribe handlers by type pattern.
 //!
 //! There is no dispatcher task: `publish` validates the event, looks up its route (the
-//! matching subscriptions, cached per type by the [router](router)), and pushes it into
+//! matching subscriptions, cached per type by the router), and pushes it into
 //! each subscription's bounded queue, waiting or failing when a queue is full. Each
 //! subscription runs one worker task per lane (its concurrency); events with the same
 //! `subject` always go to the same lane, so they are handled one at a time in publish
