@@ -77,8 +77,43 @@ pub(crate) struct Writer {
     pruner: Pruner,
     last_offset_commit: Instant,
     unsynced_since: Option<Instant>,
+    /// Hands committed appends to the reply thread.
+    replier: std::sync::mpsc::SyncSender<Completed>,
     /// Holds the advisory lock on the data file for as long as the writer lives.
     _lock: std::fs::File,
+}
+
+/// Commits waiting for the reply thread, at most.
+const REPLY_QUEUE: usize = 256;
+
+/// Appends of one commit: their events (to free), reply channel and results.
+type Completed = Vec<(Vec<PendingEvent>, AppendReply, Vec<Appended>)>;
+
+/// Answers the appends of a commit and frees their events.
+fn complete(done: Completed) {
+    for (events, reply, appended) in done {
+        drop(events);
+        let _ = reply.send(Ok(appended));
+    }
+}
+
+/// Starts the thread that answers committed appends, so that waking thousands of
+/// callers and freeing their events happens beside the writer, not in its way.
+fn spawn_replier() -> std::sync::mpsc::SyncSender<Completed> {
+    // Bounded: a slow reply thread holds the writer back instead of piling up commits.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Completed>(REPLY_QUEUE);
+    let spawned = std::thread::Builder::new()
+        .name("pulse-sqlite-reply".into())
+        .spawn(move || {
+            for done in rx {
+                complete(done);
+            }
+        });
+    if let Err(err) = spawned {
+        // The receiver is gone with the closure: sends fail and the writer answers itself.
+        tracing::warn!(%err, "cannot start the reply thread; the writer answers appends");
+    }
+    tx
 }
 
 impl Writer {
@@ -102,6 +137,7 @@ impl Writer {
             pruner,
             last_offset_commit: Instant::now(),
             unsynced_since: None,
+            replier: spawn_replier(),
             _lock: lock,
         }
     }
@@ -192,8 +228,13 @@ impl Writer {
                 if stored > 0 {
                     self.last_seq.send_replace(self.next_seq - 1);
                 }
-                for ((_, reply), appended) in appends.into_iter().zip(results.appended) {
-                    let _ = reply.send(Ok(appended));
+                let done: Completed = appends
+                    .into_iter()
+                    .zip(results.appended)
+                    .map(|((events, reply), appended)| (events, reply, appended))
+                    .collect();
+                if let Err(std::sync::mpsc::SendError(done)) = self.replier.send(done) {
+                    complete(done);
                 }
                 for (reply, result) in write_replies.into_iter().zip(results.writes) {
                     let _ = reply.send(result);
