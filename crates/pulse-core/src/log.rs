@@ -226,6 +226,17 @@ pub fn validate_group_name(name: &str) -> Result<(), LogError> {
     }
 }
 
+/// Validates every event of a batch before anything is stored, naming the first invalid
+/// one by its index: what every backend's `append` does first.
+pub fn validate_batch(events: &[Event]) -> Result<(), LogError> {
+    for (index, event) in events.iter().enumerate() {
+        event
+            .validate()
+            .map_err(|source| LogError::InvalidEvent { index, source })?;
+    }
+    Ok(())
+}
+
 /// A durable, append-only event log with consumer groups.
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
@@ -298,5 +309,21 @@ pub trait EventLog: Send + Sync + 'static {
             let wait = (deadline - now).min(RECHECK);
             let _ = tokio::time::timeout(wait, appends.changed()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_valid_only_when_every_event_is() {
+        validate_batch(&[]).unwrap();
+        validate_batch(&[Event::new("a.b"), Event::new("a.c")]).unwrap();
+        let batch = [Event::new("a.b"), Event::new("a.c"), Event::new("a..d")];
+        assert!(matches!(
+            validate_batch(&batch),
+            Err(LogError::InvalidEvent { index: 2, .. })
+        ));
     }
 }

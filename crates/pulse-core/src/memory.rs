@@ -12,8 +12,8 @@ use tokio::time::Instant;
 
 use crate::group::{AckEffect, DeadLetterDraft, GroupState, NackEffect};
 use crate::log::{
-    validate_group_name, Appended, DeadLetter, Delivery, EventLog, GroupConfig, GroupInfo,
-    LogError, NackOutcome, ReadQuery, StartPosition, StoredEvent,
+    validate_batch, validate_group_name, Appended, DeadLetter, Delivery, EventLog, GroupConfig,
+    GroupInfo, LogError, NackOutcome, ReadQuery, StartPosition, StoredEvent,
 };
 use crate::Event;
 
@@ -92,11 +92,7 @@ impl Inner {
 #[async_trait]
 impl EventLog for MemoryLog {
     async fn append(&self, events: Vec<Event>) -> Result<Vec<Appended>, LogError> {
-        for (index, event) in events.iter().enumerate() {
-            event
-                .validate()
-                .map_err(|source| LogError::InvalidEvent { index, source })?;
-        }
+        validate_batch(&events)?;
         let now = Utc::now();
         let mut inner = self.inner.lock();
         let mut results = Vec::with_capacity(events.len());

@@ -34,11 +34,7 @@ pub(crate) fn id_key(id: &str) -> String {
 }
 
 pub(crate) async fn append(shared: &Shared, events: Vec<Event>) -> Result<Vec<Appended>, LogError> {
-    for (index, event) in events.iter().enumerate() {
-        event
-            .validate()
-            .map_err(|source| LogError::InvalidEvent { index, source })?;
-    }
+    pulse_core::log::validate_batch(&events)?;
     if events.is_empty() {
         return Ok(Vec::new());
     }

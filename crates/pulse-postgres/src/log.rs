@@ -196,11 +196,7 @@ const READ: &str = "SELECT {cols} FROM events \
 #[async_trait]
 impl EventLog for PostgresLog {
     async fn append(&self, mut events: Vec<Event>) -> Result<Vec<Appended>, LogError> {
-        for (index, event) in events.iter().enumerate() {
-            event
-                .validate()
-                .map_err(|source| LogError::InvalidEvent { index, source })?;
-        }
+        pulse_core::log::validate_batch(&events)?;
         if events.is_empty() {
             return Ok(Vec::new());
         }

@@ -6,13 +6,10 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::ApiQuery;
+use super::{page_limit, ApiQuery};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
-
-const DEFAULT_LIMIT: usize = 100;
-const MAX_LIMIT: usize = 1000;
 
 /// Query of `GET /v1/dlq`.
 #[derive(Deserialize)]
@@ -35,15 +32,7 @@ pub(super) async fn list(
             return Err(ApiError::UnknownGroup(group.clone()));
         }
     }
-    let limit = match params.limit {
-        None => DEFAULT_LIMIT,
-        Some(0) => {
-            return Err(ApiError::InvalidParameter(
-                "limit must be at least 1".into(),
-            ))
-        }
-        Some(n) => n.min(MAX_LIMIT),
-    };
+    let limit = page_limit(params.limit)?;
     let after = params.after.unwrap_or(0);
     let letters = state
         .log

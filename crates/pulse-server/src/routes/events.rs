@@ -10,16 +10,13 @@ use pulse_core::{LogError, ReadQuery};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{parse_pattern, parse_time, ApiQuery};
+use super::{page_limit, parse_pattern, parse_time, ApiQuery};
 use crate::auth::Caller;
 use crate::codec;
 use crate::config::{durability_of, Durability};
 use crate::error::ApiError;
 use crate::metrics::EVENTS_PUBLISHED;
 use crate::state::AppState;
-
-const DEFAULT_LIMIT: usize = 100;
-const MAX_LIMIT: usize = 1000;
 
 /// Publishes events: persistent ones are committed to the log (all or nothing) before
 /// the answer, memory ones are handed to live subscribers.
@@ -104,15 +101,7 @@ pub(super) async fn read(
 ) -> Result<Json<Value>, ApiError> {
     let pattern = parse_pattern(params.ty.as_deref().unwrap_or(">"))?;
     caller.require_subscribe(&pattern)?;
-    let limit = match params.limit {
-        None => DEFAULT_LIMIT,
-        Some(0) => {
-            return Err(ApiError::InvalidParameter(
-                "limit must be at least 1".into(),
-            ))
-        }
-        Some(n) => n.min(MAX_LIMIT),
-    };
+    let limit = page_limit(params.limit)?;
     let after = params.after.unwrap_or(0);
     let since = params
         .since

@@ -93,6 +93,19 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
+/// The page size of a paged read: 100 when absent, at most 1,000, never 0.
+pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    const DEFAULT_LIMIT: usize = 100;
+    const MAX_LIMIT: usize = 1000;
+    match limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(0) => Err(ApiError::InvalidParameter(
+            "limit must be at least 1".into(),
+        )),
+        Some(n) => Ok(n.min(MAX_LIMIT)),
+    }
+}
+
 /// Parses a pattern parameter; a bad one is a 400 `invalid_pattern`.
 pub(crate) fn parse_pattern(text: &str) -> Result<Pattern, ApiError> {
     Pattern::parse(text).map_err(|e| ApiError::InvalidPattern(e.to_string()))
@@ -106,4 +119,20 @@ pub(crate) fn parse_time(
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&chrono::Utc))
         .map_err(|_| ApiError::InvalidParameter(format!("{name}={text:?} is not an RFC 3339 time")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_limits_default_cap_and_refuse_zero() {
+        assert_eq!(page_limit(None).unwrap(), 100);
+        assert_eq!(page_limit(Some(7)).unwrap(), 7);
+        assert_eq!(page_limit(Some(1_000_000)).unwrap(), 1000);
+        assert!(matches!(
+            page_limit(Some(0)),
+            Err(ApiError::InvalidParameter(_))
+        ));
+    }
 }
