@@ -1,9 +1,10 @@
 //! The dead-letter store: events a group gave up on, with the last error, and redrive.
 //!
-//! A dead letter points at its event by offset (the event stays in the log). Redriving
-//! inserts a delivery row marked with the dead letter's id below the group's committed
-//! offset; it neither blocks its subject nor holds the committed offset back, and its
-//! acknowledgement removes the dead letter (see [`crate::group`]).
+//! A dead letter points at its event by offset (the event stays in the log: retention
+//! keeps it while the dead letter exists). Redriving inserts a delivery row marked with
+//! the dead letter's id below the group's committed offset; it neither blocks its
+//! subject nor holds the committed offset back, and its acknowledgement removes the dead
+//! letter (see [`crate::group`]).
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;

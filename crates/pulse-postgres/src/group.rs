@@ -18,6 +18,9 @@
 //! - The committed offset is derived, never stored: one below the lowest unsettled
 //!   (non-redriven) row, or `scanned` when nothing is unsettled. Rows are only added above
 //!   `scanned` and `scanned` only grows, so it only grows.
+//! - **Retention** moves a group whose position is below the pruned range up to it and
+//!   drops its deliveries of pruned events; a fetch holds the retention key shared so
+//!   the two never interleave ([`crate::retention`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -36,17 +39,21 @@ use crate::log::Shared;
 pub const MAX_PENDING: i64 = pulse_core::group::MAX_PENDING as i64;
 
 const UPSERT_GROUP: &str = "INSERT INTO consumer_groups (name, pattern, max_deliver, ack_wait_ms, scanned) \
-    VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN (SELECT coalesce(max(\"offset\"), 0) FROM events) ELSE 0 END) \
+    VALUES ($1, $2, $3, $4, CASE WHEN $5 \
+        THEN (SELECT greatest(coalesce(max(\"offset\"), 0), (SELECT pruned_through FROM retention)) FROM events) \
+        ELSE (SELECT pruned_through FROM retention) END) \
     ON CONFLICT (name) DO UPDATE SET pattern = excluded.pattern, \
     max_deliver = excluded.max_deliver, ack_wait_ms = excluded.ack_wait_ms";
 
-const GROUP_INFO: &str = "SELECT g.name, g.pattern, g.scanned, \
+const GROUP_INFO: &str = "SELECT g.name, g.pattern, greatest(g.scanned, (SELECT pruned_through FROM retention)), \
     (SELECT min(d.\"offset\") FROM deliveries d WHERE d.group_name = g.name AND d.dead_letter_id IS NULL), \
     (SELECT count(*) FROM deliveries d WHERE d.group_name = g.name) \
     FROM consumer_groups g WHERE ($1::text IS NULL OR g.name = $1) ORDER BY g.name";
 
-const LOCK_GROUP: &str = "SELECT pattern, max_deliver, ack_wait_ms, scanned, clock_timestamp() \
-    FROM consumer_groups WHERE name = $1 FOR UPDATE";
+/// The group's row, locked; its position is never below what retention pruned.
+const LOCK_GROUP: &str = "SELECT g.pattern, g.max_deliver, g.ack_wait_ms, \
+    greatest(g.scanned, r.pruned_through), clock_timestamp() \
+    FROM consumer_groups g, retention r WHERE g.name = $1 FOR UPDATE OF g";
 
 const ADMIT: &str = "INSERT INTO deliveries (group_name, \"offset\", subject, due_at) \
     SELECT $1, \"offset\", subject, $5 FROM events \
@@ -148,6 +155,12 @@ impl Shared {
     ) -> Result<(Vec<Delivery>, Option<Duration>), LogError> {
         let mut client = self.pool.get().await.map_err(error::pool)?;
         let tx = client.transaction().await.db()?;
+        // Keeps retention steps out until this transaction ends (see crate::retention).
+        let share = tx
+            .prepare_cached(crate::retention::SHARE_RETENTION_KEY)
+            .await
+            .db()?;
+        tx.execute(&share, &[&self.retention_key]).await.db()?;
         let lock = tx.prepare_cached(LOCK_GROUP).await.db()?;
         let Some(row) = tx.query_opt(&lock, &[&group]).await.db()? else {
             return Err(LogError::UnknownGroup(group.to_owned()));
@@ -161,8 +174,8 @@ impl Shared {
             LogError::Storage(format!("group {group:?} has an unreadable pattern: {e}"))
         })?;
 
-        // Admit events after `scanned`: offsets are dense, so a window of `room` offsets
-        // admits at most `room` events.
+        // Admit events after `scanned`: offsets above it are dense (retention deletes only
+        // at or below it), so a window of `room` offsets admits at most `room` events.
         let held_statement = tx
             .prepare_cached(
                 "SELECT count(*) FROM deliveries WHERE group_name = $1 AND dead_letter_id IS NULL",
@@ -172,7 +185,7 @@ impl Shared {
         let held: i64 = tx.query_one(&held_statement, &[&group]).await.db()?.get(0);
         if held < MAX_PENDING {
             let last_statement = tx
-                .prepare_cached("SELECT coalesce(max(\"offset\"), 0) FROM events")
+                .prepare_cached(crate::retention::LAST_OFFSET)
                 .await
                 .db()?;
             let last: i64 = tx.query_one(&last_statement, &[]).await.db()?.get(0);

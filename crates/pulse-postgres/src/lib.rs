@@ -11,6 +11,8 @@
 //!   event to one of them, keeps one event per subject in flight, and hands a dead
 //!   instance's work to the others ([`group`](crate::group));
 //! - **dead letters** keep the error and attempts and can be redriven;
+//! - **retention** deletes events past `max_events` or `max_age` in small steps, one
+//!   instance at a time, never reusing an offset (the `retention` module);
 //! - **jobs** get a once-per-tick lease and a checkpoint store ([`jobs`](crate::jobs));
 //! - **aggregation** reads readings from a table by binary COPY and upserts aggregates,
 //!   checkpoint in the same transaction ([`batch`](crate::batch)).
@@ -28,6 +30,7 @@ mod listen;
 mod log;
 pub mod metrics;
 mod options;
+mod retention;
 mod schema;
 
 pub use log::PostgresLog;

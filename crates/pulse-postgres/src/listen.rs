@@ -68,9 +68,7 @@ impl Listener {
             client
                 .batch_execute(&format!("LISTEN \"{}\"", self.channel))
                 .await?;
-            let row = client
-                .query_one("SELECT coalesce(max(\"offset\"), 0) FROM events", &[])
-                .await?;
+            let row = client.query_one(crate::retention::LAST_OFFSET, &[]).await?;
             Ok::<i64, tokio_postgres::Error>(row.get(0))
         };
         let last = tokio::select! {

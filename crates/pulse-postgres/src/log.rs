@@ -3,9 +3,10 @@
 //!
 //! All state lives in the database (events, group positions, per-event delivery state,
 //! dead letters), so any number of handles (instances) on the same schema act as one log.
-//! The handle owns three background tasks, stopped when its last clone is dropped: the
-//! group-commit writer ([`crate::append`]), the LISTEN connection ([`crate::listen`]) and
-//! the heartbeat that tells other instances this one is alive ([`crate::group`]).
+//! The handle owns up to four background tasks, stopped by [`PostgresLog::close`] or when
+//! its last clone is dropped: the group-commit writer ([`crate::append`]), the LISTEN
+//! connection ([`crate::listen`]), the heartbeat that tells other instances this one is
+//! alive ([`crate::group`]) and, when a limit is set, retention ([`crate::retention`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,9 +23,10 @@ use tokio_postgres::{Config, NoTls};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::append::{AppendRequest, Writer};
-use crate::codec::{pattern_regex, stored_event, to_offset, to_sql_offset, EVENT_COLUMNS};
+use crate::codec::{pattern_regex, stored_event, to_sql_offset, EVENT_COLUMNS};
 use crate::error::{self, DbResult};
 use crate::listen::Listener;
+use crate::retention::Pruner;
 use crate::{schema, PostgresOptions};
 
 /// How often a waiting fetch looks again without being woken, to notice what other
@@ -64,6 +66,10 @@ pub(crate) struct Shared {
     appender: mpsc::Sender<AppendRequest>,
     /// Woken by this instance's acks and nacks, which may make a blocked event due.
     pub(crate) settled: Notify,
+    /// Held shared by fetches, exclusively by retention steps (see [`crate::retention`]).
+    pub(crate) retention_key: i64,
+    /// This instance's retention limits; its task runs only when a limit is set.
+    pruner: Pruner,
     pub(crate) stop: CancellationToken,
     _stop_on_drop: DropGuard,
 }
@@ -104,11 +110,7 @@ impl PostgresLog {
         let last = {
             let client = pool.get().await.map_err(error::pool)?;
             crate::group::register_instance(&client, &instance, options.instance.is_some()).await?;
-            let row = client
-                .query_one("SELECT coalesce(max(\"offset\"), 0) FROM events", &[])
-                .await
-                .db()?;
-            to_offset(row.get(0))
+            crate::retention::last_offset(&client).await?
         };
 
         let tail = Arc::new(watch::Sender::new(last));
@@ -136,15 +138,21 @@ impl PostgresLog {
             options.heartbeat,
             stop.clone(),
         ));
+        let pruner = Pruner::new(pool.clone(), &options);
+        if pruner.is_limited() {
+            tokio::spawn(pruner.clone().run(options.prune_interval, stop.clone()));
+        }
         tracing::info!(schema = %options.schema, %instance, last, "postgres event log connected");
         Ok(Self {
             shared: Arc::new(Shared {
                 pool,
-                options,
                 instance,
                 tail,
                 appender,
                 settled: Notify::new(),
+                retention_key: crate::retention::retention_key(&options.schema),
+                pruner,
+                options,
                 _stop_on_drop: stop.clone().drop_guard(),
                 stop,
             }),
@@ -161,7 +169,15 @@ impl PostgresLog {
         &self.shared.options.schema
     }
 
-    /// Leaves the log cleanly: stops the heartbeat and hands this instance's unacknowledged
+    /// Applies the retention limits of this instance's options now, as its background
+    /// task does every `prune_interval`: deletes events in steps until none is left to
+    /// delete, and returns how many it deleted. Returns 0 at once when no limit is set or
+    /// another instance sharing the schema is pruning (its pass covers the same events).
+    pub async fn apply_retention(&self) -> Result<u64, LogError> {
+        self.shared.pruner.pass().await
+    }
+
+    /// Leaves the log cleanly: stops the heartbeat, the retention task and hands this instance's unacknowledged
     /// deliveries to the other instances at once instead of after the instance timeout.
     pub async fn close(&self) -> Result<(), LogError> {
         self.shared.stop.cancel();
@@ -241,11 +257,7 @@ impl EventLog for PostgresLog {
 
     async fn last_offset(&self) -> Result<u64, LogError> {
         let client = self.shared.pool.get().await.map_err(error::pool)?;
-        let statement = client
-            .prepare_cached("SELECT coalesce(max(\"offset\"), 0) FROM events")
-            .await
-            .db()?;
-        let last = to_offset(client.query_one(&statement, &[]).await.db()?.get(0));
+        let last = crate::retention::last_offset(&client).await?;
         crate::listen::advance(&self.shared.tail, last);
         Ok(last)
     }

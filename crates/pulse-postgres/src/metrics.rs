@@ -10,3 +10,5 @@ pub const LISTEN_RECONNECTS_TOTAL: &str = "pulse_postgres_listen_reconnects_tota
 pub const EXPIRED_DELIVERIES_TOTAL: &str = "pulse_postgres_expired_deliveries_total";
 /// Events moved to the dead-letter store.
 pub const DEAD_LETTERS_TOTAL: &str = "pulse_postgres_dead_letters_total";
+/// Events deleted by retention.
+pub const PRUNED_EVENTS_TOTAL: &str = "pulse_postgres_pruned_events_total";

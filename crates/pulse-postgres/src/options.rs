@@ -29,6 +29,16 @@ pub struct PostgresOptions {
     /// After how long without a heartbeat an instance counts as dead: its in-flight
     /// deliveries go to the other instances without waiting for their ack wait.
     pub instance_timeout: Duration,
+    /// Events stored longer ago than this are deleted (see the `retention` module);
+    /// `None` keeps them forever.
+    pub max_age: Option<Duration>,
+    /// At most this many of the newest events are kept, the oldest deleted first.
+    pub max_events: Option<u64>,
+    /// How often this instance looks for events to delete when a limit is set; with
+    /// several instances, one of them prunes at a time.
+    pub prune_interval: Duration,
+    /// The most events one retention step deletes (one short transaction).
+    pub prune_batch: usize,
 }
 
 impl Default for PostgresOptions {
@@ -39,7 +49,8 @@ impl Default for PostgresOptions {
 
 impl PostgresOptions {
     /// Defaults for the log in `schema`: 8 connections, 5 s timeouts, batches of up to
-    /// 8,192 events, a heartbeat every second and instances dead after 3 s of silence.
+    /// 8,192 events, a heartbeat every second and instances dead after 3 s of silence;
+    /// no retention (when one is set, a pass every 5 s, 10,000 events per step).
     pub fn new(schema: impl Into<String>) -> Self {
         Self {
             schema: schema.into(),
@@ -49,6 +60,10 @@ impl PostgresOptions {
             max_batch: 8192,
             heartbeat: Duration::from_secs(1),
             instance_timeout: Duration::from_secs(3),
+            max_age: None,
+            max_events: None,
+            prune_interval: Duration::from_secs(5),
+            prune_batch: 10_000,
         }
     }
 
@@ -77,6 +92,14 @@ impl PostgresOptions {
                 "instance_timeout must be longer than a non-zero heartbeat".into(),
             ));
         }
+        if self.prune_interval.is_zero() || self.prune_batch == 0 {
+            return Err(invalid(
+                "prune_interval and prune_batch must be non-zero".into(),
+            ));
+        }
+        if self.max_age.is_some_and(|age| age.is_zero()) {
+            return Err(invalid("max_age must be non-zero".into()));
+        }
         if let Some(name) = &self.instance {
             if name.is_empty() || name.len() > 128 {
                 return Err(invalid("instance must be 1 to 128 characters".into()));
@@ -102,6 +125,30 @@ mod tests {
         let long = "x".repeat(64);
         for bad in ["", "1abc", "Pulse", "a-b", "a;drop", long.as_str()] {
             assert!(PostgresOptions::new(bad).validate().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn retention_settings_are_checked() {
+        let mut options = PostgresOptions::new("p");
+        options.max_age = Some(Duration::from_secs(60));
+        options.max_events = Some(0);
+        assert!(options.validate().is_ok());
+        for bad in [
+            PostgresOptions {
+                max_age: Some(Duration::ZERO),
+                ..options.clone()
+            },
+            PostgresOptions {
+                prune_interval: Duration::ZERO,
+                ..options.clone()
+            },
+            PostgresOptions {
+                prune_batch: 0,
+                ..options.clone()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
         }
     }
 

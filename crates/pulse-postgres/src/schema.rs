@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "aggregates",
         include_str!("../migrations/0005_aggregates.sql"),
     ),
+    (
+        6,
+        "retention",
+        include_str!("../migrations/0006_retention.sql"),
+    ),
 ];
 
 /// A stable 64-bit advisory lock key for `purpose` in `schema` (FNV-1a), so that logs

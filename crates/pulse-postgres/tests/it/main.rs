@@ -8,4 +8,5 @@ mod jobs;
 mod notify;
 mod ordering;
 mod outage;
+mod retention;
 mod support;

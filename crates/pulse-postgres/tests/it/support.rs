@@ -110,3 +110,19 @@ pub(crate) async fn contract_log() -> (PostgresLog, Schema) {
     let schema = Schema::new(url, "contract");
     (schema.open().await, schema)
 }
+
+/// Polls `check` until it holds (background work such as retention), failing after a
+/// generous bound; never asserts on how long it took.
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..1200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not happen");
+}
