@@ -112,15 +112,7 @@ impl OpenLog {
                     .url
                     .as_deref()
                     .context("log.url is required for the postgres backend")?;
-                let mut options = PostgresOptions::default();
-                if let Some(schema) = &config.log.schema {
-                    options.schema.clone_from(schema);
-                }
-                options.instance.clone_from(&config.log.instance);
-                if config.retention != Default::default() {
-                    tracing::warn!("retention is not applied by the postgres backend");
-                }
-                let log = PostgresLog::connect(url, options)
+                let log = PostgresLog::connect(url, postgres_options(config))
                     .await
                     .context("failed to connect to the postgres event log")?;
                 Ok(Self::Postgres(log))
@@ -167,6 +159,18 @@ impl OpenLog {
     }
 }
 
+/// The PostgreSQL log's options from the `[log]` and `[retention]` tables.
+fn postgres_options(config: &Config) -> PostgresOptions {
+    let mut options = PostgresOptions::default();
+    if let Some(schema) = &config.log.schema {
+        options.schema.clone_from(schema);
+    }
+    options.instance.clone_from(&config.log.instance);
+    options.max_age = config.retention.max_age;
+    options.max_events = config.retention.max_events;
+    options
+}
+
 async fn serve(config: Config, data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("failed to create data directory {}", data_dir.display()))?;
@@ -188,4 +192,35 @@ async fn serve(config: Config, data_dir: PathBuf, listen: SocketAddr) -> anyhow:
     opened.close().await?;
     tracing::info!("pulse serve stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn postgres_gets_the_retention_of_the_config_file() {
+        let config = Config::parse(
+            r#"
+            [log]
+            backend = "postgres"
+            url = "postgres://db/pulse"
+            schema = "shared"
+            [retention]
+            max_age = "7d"
+            max_events = 1000
+            "#,
+        )
+        .unwrap();
+        let options = postgres_options(&config);
+        assert_eq!(options.schema, "shared");
+        assert_eq!(options.max_age, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(options.max_events, Some(1000));
+        assert!(options.validate().is_ok());
+
+        let unlimited = postgres_options(&Config::default());
+        assert_eq!((unlimited.max_age, unlimited.max_events), (None, None));
+    }
 }

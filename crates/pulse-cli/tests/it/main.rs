@@ -4,4 +4,5 @@ mod aggregate_cli;
 mod log_cmd;
 mod nats_instances;
 mod postgres_instances;
+mod postgres_retention;
 mod serve;
