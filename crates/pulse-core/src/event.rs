@@ -104,6 +104,7 @@ pub enum EventError {
 
 impl Event {
     /// A new event of type `ty` with a fresh UUIDv7 id, the default source and no data.
+    #[inline]
     pub fn new(ty: impl Into<String>) -> Self {
         Self {
             id: new_event_id(),
@@ -143,6 +144,7 @@ impl Event {
     }
 
     /// Sets raw data and its content type.
+    #[inline]
     pub fn with_data(mut self, content_type: impl Into<String>, data: impl Into<Bytes>) -> Self {
         self.datacontenttype = Some(content_type.into());
         self.data = Some(data.into());
@@ -180,30 +182,42 @@ impl Event {
 
     /// Checks every attribute, returning the first problem.
     pub fn validate(&self) -> Result<(), EventError> {
-        validate_type(&self.ty)?;
-        check_text("id", &self.id, MAX_ID_LEN)?;
-        check_text("source", &self.source, MAX_TEXT_LEN)?;
-        let whitespace = if self.source.is_ascii() {
-            // `char::is_whitespace` on ASCII: space and \t \n \x0B \x0C \r.
-            self.source
-                .bytes()
-                .any(|b| matches!(b, b' ' | b'\t'..=b'\r'))
-        } else {
-            self.source.chars().any(char::is_whitespace)
+        self.validate_unlike(None)
+    }
+
+    /// [`validate`](Self::validate), skipping the attributes equal to those of `valid`,
+    /// an event that passed: in a batch, consecutive events usually share their type,
+    /// source and content type, and comparing costs less than checking again.
+    pub(crate) fn validate_unlike(&self, valid: Option<&Event>) -> Result<(), EventError> {
+        let changed = |attribute: fn(&Event) -> Option<&str>| {
+            valid.is_none_or(|v| attribute(v) != attribute(self))
         };
-        if whitespace {
-            return Err(invalid(
-                "source",
-                "must be a URI-reference without whitespace",
-            ));
+        if changed(|e| Some(&e.ty)) {
+            validate_type(&self.ty)?;
         }
-        if let Some(subject) = &self.subject {
+        check_text("id", &self.id, MAX_ID_LEN)?;
+        if changed(|e| Some(&e.source)) {
+            validate_source(&self.source)?;
+        }
+        if let Some(subject) = self
+            .subject
+            .as_deref()
+            .filter(|_| changed(|e| e.subject.as_deref()))
+        {
             check_text("subject", subject, MAX_TEXT_LEN)?;
         }
-        if let Some(ct) = &self.datacontenttype {
+        if let Some(ct) = self
+            .datacontenttype
+            .as_deref()
+            .filter(|_| changed(|e| e.datacontenttype.as_deref()))
+        {
             check_text("datacontenttype", ct, MAX_TEXT_LEN)?;
         }
-        if let Some(schema) = &self.dataschema {
+        if let Some(schema) = self
+            .dataschema
+            .as_deref()
+            .filter(|_| changed(|e| e.dataschema.as_deref()))
+        {
             check_text("dataschema", schema, MAX_TEXT_LEN)?;
         }
         for (name, value) in &self.extensions {
@@ -211,6 +225,23 @@ impl Event {
         }
         Ok(())
     }
+}
+
+fn validate_source(source: &str) -> Result<(), EventError> {
+    check_text("source", source, MAX_TEXT_LEN)?;
+    let whitespace = if source.is_ascii() {
+        // `char::is_whitespace` on ASCII: space and \t \n \x0B \x0C \r.
+        source.bytes().any(|b| matches!(b, b' ' | b'\t'..=b'\r'))
+    } else {
+        source.chars().any(char::is_whitespace)
+    };
+    if whitespace {
+        return Err(invalid(
+            "source",
+            "must be a URI-reference without whitespace",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that `ty` is dot-separated segments of `[A-Za-z0-9_-]`.
@@ -337,6 +368,29 @@ mod tests {
         event.validate().unwrap();
         assert_eq!(event.source, DEFAULT_SOURCE);
         assert!(event.is_json());
+    }
+
+    #[test]
+    fn validating_after_a_valid_event_still_checks_every_attribute_that_differs() {
+        let valid = Event::new("a.b")
+            .with_subject("u1")
+            .with_data("text/plain", "x");
+        valid.validate().unwrap();
+        let next = Event::new("a.b")
+            .with_subject("u2")
+            .with_data("text/plain", "y");
+        next.validate_unlike(Some(&valid)).unwrap();
+        for bad in [
+            Event::new("a..b"),
+            Event::new("a.b").with_id("a\nb"),
+            Event::new("a.b").with_source("my app"),
+            Event::new("a.b").with_subject("u\n1"),
+            Event::new("a.b").with_data("text/\u{7f}", "x"),
+            Event::new("a.b").with_extension("Bad", 1),
+        ] {
+            let alone = bad.validate().unwrap_err();
+            assert_eq!(bad.validate_unlike(Some(&valid)), Err(alone));
+        }
     }
 
     #[test]

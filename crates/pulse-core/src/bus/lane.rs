@@ -54,7 +54,8 @@ pub(crate) struct Lane {
     finished: AtomicU64,
     /// A publisher waits for room. Outside the mutex because the worker checks it after
     /// every event; set before `finished` is read, checked after it is written, so one
-    /// of the two sides always sees the other.
+    /// of the two sides always sees the other (the worker writes `finished` at the end of
+    /// each batch, and at once after an event when it sees a publisher waiting).
     producers_waiting: AtomicBool,
 }
 
@@ -192,6 +193,11 @@ impl Lane {
     }
 
     /// Records that `n` more events are finished, making room for as many.
+    /// Whether a publisher waits for room (the worker then reports finished events at once).
+    pub(crate) fn has_waiting_producers(&self) -> bool {
+        self.producers_waiting.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn add_finished(&self, n: u64) {
         self.finished.fetch_add(n, Ordering::SeqCst);
         if self.producers_waiting.load(Ordering::SeqCst)

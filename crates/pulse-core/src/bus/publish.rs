@@ -101,10 +101,12 @@ impl Bus {
         if inner.closed.load(Ordering::SeqCst) {
             return Err(PublishError::ShutDown);
         }
+        let mut valid: Option<&Event> = None;
         for (index, event) in events.iter().enumerate() {
             event
-                .validate()
+                .validate_unlike(valid)
                 .map_err(|source| PublishError::InvalidEvent { index, source })?;
+            valid = Some(event);
         }
         let started = Instant::now();
         let now = Utc::now();

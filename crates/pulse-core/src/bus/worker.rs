@@ -51,13 +51,22 @@ impl<H: Handler> Worker<H> {
             }
             let n = batch.len();
             let mut tally = Tally::default();
+            // Finished events are reported once per batch (an atomic write per event
+            // costs more than a no-op handler), or at once when a publisher waits for room.
+            let mut unreported = 0;
             for entry in batch.drain(..) {
                 if sub.stopped.load(Ordering::Relaxed) {
                     tally.discarded += 1;
                 } else {
                     self.deliver(entry.event, &mut tally).await;
                 }
-                lane.add_finished(1);
+                unreported += 1;
+                if lane.has_waiting_producers() {
+                    lane.add_finished(std::mem::take(&mut unreported));
+                }
+            }
+            if unreported > 0 {
+                lane.add_finished(unreported);
             }
             self.record(&tally, n, started);
             // A lane that never runs dry would otherwise never yield to the scheduler.
