@@ -62,6 +62,18 @@ pub enum BatchError {
     /// Reading the event log failed.
     #[error("event log: {0}")]
     Log(pulse_core::LogError),
+    /// Another run committed first: the job's checkpoint is no longer where this run
+    /// started, so this run committed nothing (its readings are in the other run's commit
+    /// or in the next run).
+    #[error("job {job}: the checkpoint is at {found}, not {expected} where this run started; another run committed first, this one committed nothing")]
+    CheckpointMoved {
+        /// The job.
+        job: String,
+        /// The checkpoint this run started from.
+        expected: u64,
+        /// The checkpoint found (or the end of a range another run is committing).
+        found: u64,
+    },
     /// A worker thread panicked (a bug); nothing was committed.
     #[error("aggregation worker failed: {0}")]
     Worker(String),

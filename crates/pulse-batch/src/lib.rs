@@ -48,6 +48,7 @@ pub mod sink;
 pub mod sketch;
 pub mod source;
 pub mod state;
+pub mod store;
 pub mod synth;
 pub mod table;
 pub mod time;

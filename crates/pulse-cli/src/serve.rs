@@ -15,6 +15,7 @@ use pulse_core::EventLog;
 use pulse_nats::{NatsLog, NatsOptions};
 use pulse_postgres::{PostgresLog, PostgresOptions};
 use pulse_server::config::LogBackend;
+use pulse_server::jobs::SharedJobs;
 use pulse_server::{Config, Server, ServerOptions};
 use pulse_sqlite::{Retention, SqliteLog, SqliteOptions};
 
@@ -138,6 +139,22 @@ impl OpenLog {
         }
     }
 
+    /// With a shared log, jobs share it too: its lease runs each tick on one instance and
+    /// its aggregate store keeps one set of aggregates for all of them.
+    fn shared_jobs(&self) -> Option<SharedJobs> {
+        match self {
+            Self::Sqlite(_) => None,
+            Self::Postgres(log) => Some(SharedJobs {
+                lease: Arc::new(log.clone()),
+                store: Arc::new(log.clone()),
+            }),
+            Self::Nats(log) => Some(SharedJobs {
+                lease: log.clone(),
+                store: log.clone(),
+            }),
+        }
+    }
+
     fn log(&self) -> Arc<dyn EventLog> {
         match self {
             Self::Sqlite(log) => log.clone(),
@@ -181,6 +198,7 @@ async fn serve(config: Config, data_dir: PathBuf, listen: SocketAddr) -> anyhow:
         ServerOptions {
             listen,
             data_dir: Some(data_dir),
+            shared_jobs: opened.shared_jobs(),
         },
     )
     .await

@@ -37,7 +37,7 @@ impl JobLease for NatsLog {
 }
 
 impl NatsLog {
-    fn storage(&self) -> StorageType {
+    pub(crate) fn storage(&self) -> StorageType {
         if self.shared.options.memory_storage {
             StorageType::Memory
         } else {

@@ -30,7 +30,9 @@
 //!   delay, `max_deliver`, backoff and `ack_wait`; committed = the ack floor.
 //! - **Dead letters**: a stream of their own, fed by `nack` and by JetStream's
 //!   max-deliveries advisory; redrive through a per-group redrive consumer.
-//! - **Jobs**: KV buckets for once-per-tick leases and checkpoints.
+//! - **Jobs**: KV buckets for once-per-tick leases and checkpoints; aggregation jobs keep
+//!   their aggregates and checkpoint in a KV bucket shared by every instance, committed
+//!   by compare-and-set with a write-ahead intent (see `aggregates.rs`).
 //!
 //! # Ordering per subject, and what is guaranteed across instances
 //! Within a group, Pulse hands out an event only when no earlier event of the same
@@ -47,6 +49,7 @@
 //! `LogError::Unavailable`; a publish whose ack was lost may still have been stored, and
 //! appending it again is deduplicated by its id.
 
+mod aggregates;
 mod append;
 mod codec;
 mod dead_letter;
@@ -81,6 +84,7 @@ pub async fn delete_log(url: &str, options: &NatsOptions) -> Result<(), pulse_co
         &names.ids_bucket,
         &names.leases_bucket,
         &names.checkpoints_bucket,
+        &names.aggregates_bucket,
     ] {
         let _ = js.delete_key_value(bucket).await;
     }

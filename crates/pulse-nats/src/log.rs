@@ -42,6 +42,7 @@ pub(crate) struct Shared {
     pub(crate) ids: Option<kv::Store>,
     pub(crate) leases: OnceCell<kv::Store>,
     pub(crate) checkpoints: OnceCell<kv::Store>,
+    pub(crate) aggregates: OnceCell<kv::Store>,
     pub(crate) tail: watch::Sender<u64>,
     /// Held while the publishes of one chunk are handed to the client, so that a batch is
     /// stored in order and publish-ack permits cannot run out mid-chunk.
@@ -133,6 +134,7 @@ impl NatsLog {
             ids,
             leases: OnceCell::new(),
             checkpoints: OnceCell::new(),
+            aggregates: OnceCell::new(),
             tail: watch::Sender::new(last),
             send_lock: tokio::sync::Mutex::new(()),
             groups: Mutex::new(HashMap::new()),

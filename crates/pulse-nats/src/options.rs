@@ -149,6 +149,7 @@ impl NatsOptions {
             ids_bucket: format!("{stream}_ids"),
             leases_bucket: format!("{stream}_leases"),
             checkpoints_bucket: format!("{stream}_checkpoints"),
+            aggregates_bucket: format!("{stream}_aggregates"),
             stream,
         }
     }
@@ -173,6 +174,8 @@ pub struct Names {
     pub leases_bucket: String,
     /// The KV bucket of job checkpoints.
     pub checkpoints_bucket: String,
+    /// The KV bucket of the aggregates and checkpoints of aggregation jobs.
+    pub aggregates_bucket: String,
 }
 
 impl Names {

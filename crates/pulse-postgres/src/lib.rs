@@ -14,11 +14,14 @@
 //! - **retention** deletes events past `max_events` or `max_age` in small steps, one
 //!   instance at a time, never reusing an offset (the `retention` module);
 //! - **jobs** get a once-per-tick lease and a checkpoint store ([`jobs`](crate::jobs));
-//! - **aggregation** reads readings from a table by binary COPY and upserts aggregates,
-//!   checkpoint in the same transaction ([`batch`](crate::batch)).
+//! - **aggregation** reads readings from a table by binary COPY ([`batch`](crate::batch));
+//!   the aggregates of scheduled jobs are shared by every instance, merged in the
+//!   transaction that moves the job's checkpoint by compare-and-set
+//!   ([`aggregates`](crate::aggregates)).
 //!
 //! Migrations are numbered `.sql` files applied under an advisory lock when connecting.
 
+pub mod aggregates;
 mod append;
 pub mod batch;
 mod codec;

@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "retention",
         include_str!("../migrations/0006_retention.sql"),
     ),
+    (
+        7,
+        "aggregates_by_job",
+        include_str!("../migrations/0007_aggregates_by_job.sql"),
+    ),
 ];
 
 /// A stable 64-bit advisory lock key for `purpose` in `schema` (FNV-1a), so that logs

@@ -1,23 +1,33 @@
 //! Aggregation jobs: the configured `[[jobs]]` run on pulse-scheduler, each reading
-//! readings from the event log (`pulse_batch::source::log`) into its own SQLite state
-//! store `aggregates-<job>.db` in the data directory, where the aggregates and the
-//! checkpoint commit together. `GET /v1/aggregates` reads those stores with plain SQL
-//! (the `aggregates` table is pulse-batch's documented, SQL-readable output).
+//! readings from the event log (`pulse_batch::source::log`) into an
+//! [`AggregateStore`], where the aggregates and the checkpoint commit together;
+//! `GET /v1/aggregates` reads the same store.
+//!
+//! Alone, the store is [`LocalStore`] (`aggregates-<job>.db` in the data directory) and
+//! every tick runs here. Several instances sharing a log get [`SharedJobs`] from the CLI:
+//! the backend's lease lets one instance run each tick, and its store keeps one set of
+//! aggregates and one checkpoint per job for all of them, so whichever instance runs a
+//! tick continues where the last one stopped and every instance serves the same
+//! aggregates. Commits are compare-and-set on the checkpoint, so two overlapping runs (a
+//! long run and the next tick on another instance, or a manual run) never count a reading
+//! twice: the later commit fails and its run is recorded as failed.
 //!
 //! Rejected readings of a run are counted in its record and written, with their reason,
-//! to `rejects-<job>.jsonl` (replaced by each run), never logged.
+//! to `rejects-<job>.jsonl` in the data directory (replaced by each run), never logged.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use pulse_batch::rejects::RejectLog;
-use pulse_batch::sink::sqlite::StateStore;
+use pulse_batch::sink::local::LocalStore;
 use pulse_batch::source::log::{run_log, LogJob};
+use pulse_batch::store::AggregateStore;
 use pulse_core::EventLog;
 use pulse_scheduler::{
-    BoxError, Job, JobContext, JobOutcome, JobStatus, RunRecord, Scheduler, SchedulerError,
+    BoxError, Job, JobContext, JobLease, JobOutcome, JobStatus, RunRecord, Scheduler,
+    SchedulerError,
 };
 use serde_json::{json, Value};
 
@@ -25,6 +35,18 @@ use crate::config::JobSpec;
 use crate::error::ApiError;
 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The most runs `GET /v1/jobs/{name}/runs` returns.
+pub const MAX_RUNS: usize = pulse_scheduler::DEFAULT_HISTORY_PER_JOB;
+
+/// Job state shared by several instances: who runs a tick, and where aggregates live.
+#[derive(Clone)]
+pub struct SharedJobs {
+    /// Asked before each scheduled run; exactly one instance gets each tick.
+    pub lease: Arc<dyn JobLease>,
+    /// The aggregates and checkpoints of every job.
+    pub store: Arc<dyn AggregateStore>,
+}
 
 /// The configured jobs and their scheduler; cheap to clone.
 #[derive(Clone)]
@@ -35,7 +57,7 @@ pub struct Jobs {
 struct Inner {
     specs: Vec<JobSpec>,
     scheduler: Option<Scheduler>,
-    dir: Option<PathBuf>,
+    store: Option<Arc<dyn AggregateStore>>,
 }
 
 /// Why jobs could not start.
@@ -50,7 +72,7 @@ pub enum JobsError {
         /// Why.
         source: SchedulerError,
     },
-    /// Jobs need a data directory for their state stores.
+    /// Jobs of one instance need a data directory for their state stores.
     #[error("aggregation jobs need a data directory for their state")]
     NoDataDir,
 }
@@ -58,22 +80,18 @@ pub enum JobsError {
 struct AggregationJob {
     log: Arc<dyn EventLog>,
     job: LogJob,
-    store: PathBuf,
-    rejects: PathBuf,
+    store: Arc<dyn AggregateStore>,
+    rejects: Option<PathBuf>,
 }
 
 #[async_trait]
 impl Job for AggregationJob {
     async fn run(&self, _ctx: JobContext) -> Result<JobOutcome, BoxError> {
-        let (path, rejects_path) = (self.store.clone(), self.rejects.clone());
-        let (store, rejects) = tokio::task::spawn_blocking(move || {
-            Ok::<_, pulse_batch::BatchError>((
-                StateStore::open(&path)?,
-                RejectLog::create(&rejects_path)?,
-            ))
-        })
-        .await??;
-        let (_store, summary) = run_log(self.log.as_ref(), &self.job, store, &rejects).await?;
+        let rejects = match self.rejects.clone() {
+            Some(path) => tokio::task::spawn_blocking(move || RejectLog::create(&path)).await??,
+            None => RejectLog::none(),
+        };
+        let summary = run_log(self.log.as_ref(), &self.job, self.store.as_ref(), &rejects).await?;
         Ok(JobOutcome {
             rows_read: summary.counts.rows,
             rejected: summary.counts.rejected_total(),
@@ -82,50 +100,61 @@ impl Job for AggregationJob {
     }
 }
 
-fn store_path(dir: &Path, job: &str) -> PathBuf {
-    dir.join(format!("aggregates-{job}.db"))
-}
-
 impl Jobs {
-    /// Starts the scheduler with every job (none when there are no jobs).
+    /// Starts the scheduler with every job (none when there are no jobs). Without
+    /// `shared`, job state lives in `dir` and every tick runs on this instance.
     pub async fn start(
         specs: Vec<JobSpec>,
         log: Arc<dyn EventLog>,
         dir: Option<PathBuf>,
+        shared: Option<SharedJobs>,
     ) -> Result<Self, JobsError> {
-        let scheduler = if specs.is_empty() {
-            None
-        } else {
-            let dir = dir.as_deref().ok_or(JobsError::NoDataDir)?;
-            let scheduler = Scheduler::builder().start();
-            for spec in &specs {
-                let job = AggregationJob {
-                    log: log.clone(),
-                    job: LogJob::new(
-                        spec.name.clone(),
-                        spec.source_pattern.clone(),
-                        spec.windows.clone(),
-                    ),
-                    store: store_path(dir, &spec.name),
-                    rejects: dir.join(format!("rejects-{}.jsonl", spec.name)),
-                };
-                let entry =
-                    pulse_scheduler::JobSpec::new(spec.name.clone(), spec.schedule.clone(), job);
-                scheduler
-                    .add(entry)
-                    .await
-                    .map_err(|source| JobsError::Schedule {
-                        name: spec.name.clone(),
-                        source,
-                    })?;
+        if specs.is_empty() {
+            return Ok(Self {
+                inner: Arc::new(Inner {
+                    specs,
+                    scheduler: None,
+                    store: None,
+                }),
+            });
+        }
+        let (builder, store) = match shared {
+            Some(shared) => (Scheduler::builder().lease(shared.lease), shared.store),
+            None => {
+                let dir = dir.as_deref().ok_or(JobsError::NoDataDir)?;
+                let store: Arc<dyn AggregateStore> = Arc::new(LocalStore::new(dir));
+                (Scheduler::builder(), store)
             }
-            Some(scheduler)
         };
+        let scheduler = builder.start();
+        for spec in &specs {
+            let job = AggregationJob {
+                log: log.clone(),
+                job: LogJob::new(
+                    spec.name.clone(),
+                    spec.source_pattern.clone(),
+                    spec.windows.clone(),
+                ),
+                store: store.clone(),
+                rejects: dir
+                    .as_ref()
+                    .map(|d| d.join(format!("rejects-{}.jsonl", spec.name))),
+            };
+            let entry =
+                pulse_scheduler::JobSpec::new(spec.name.clone(), spec.schedule.clone(), job);
+            scheduler
+                .add(entry)
+                .await
+                .map_err(|source| JobsError::Schedule {
+                    name: spec.name.clone(),
+                    source,
+                })?;
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 specs,
-                scheduler,
-                dir,
+                scheduler: Some(scheduler),
+                store: Some(store),
             }),
         })
     }
@@ -181,17 +210,32 @@ impl Jobs {
         }
     }
 
-    /// The stores of the jobs that compute `window`, with their source patterns.
-    pub fn stores_for(&self, window: &str) -> Vec<(PathBuf, pulse_core::Pattern)> {
-        let Some(dir) = &self.inner.dir else {
-            return Vec::new();
-        };
+    /// The most recent runs of job `name` on this instance, newest first.
+    pub async fn runs(&self, name: &str, limit: usize) -> Result<Vec<Value>, ApiError> {
+        if !self.inner.specs.iter().any(|s| s.name == name) {
+            return Err(ApiError::UnknownJob(name.to_owned()));
+        }
+        let records = self
+            .scheduler()?
+            .history(name, limit)
+            .await
+            .map_err(scheduler_error)?;
+        Ok(records.iter().map(run_view).collect())
+    }
+
+    /// The jobs that compute `window`, with their source patterns.
+    pub fn jobs_for(&self, window: &str) -> Vec<(String, pulse_core::Pattern)> {
         self.inner
             .specs
             .iter()
             .filter(|s| s.windows.windows().iter().any(|w| w.label() == window))
-            .map(|s| (store_path(dir, &s.name), s.source_pattern.clone()))
+            .map(|s| (s.name.clone(), s.source_pattern.clone()))
             .collect()
+    }
+
+    /// The store every job commits to (`None` without jobs).
+    pub fn store(&self) -> Option<&Arc<dyn AggregateStore>> {
+        self.inner.store.as_ref()
     }
 }
 
@@ -214,6 +258,8 @@ fn run_view(r: &RunRecord) -> Value {
     json!({
         "run_id": r.run_id,
         "trigger": r.trigger,
+        "scheduled_at": r.scheduled_at.map(rfc3339),
+        "coalesced": r.coalesced,
         "started_at": rfc3339(r.started_at),
         "finished_at": rfc3339(r.finished_at),
         "rows_read": r.rows_read,

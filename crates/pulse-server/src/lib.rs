@@ -10,7 +10,11 @@
 //! ```no_run
 //! # async fn demo(log: std::sync::Arc<dyn pulse_core::EventLog>) -> Result<(), pulse_server::ServerError> {
 //! use pulse_server::{Config, Server, ServerOptions};
-//! let options = ServerOptions { listen: "127.0.0.1:7400".parse().unwrap(), data_dir: None };
+//! let options = ServerOptions {
+//!     listen: "127.0.0.1:7400".parse().unwrap(),
+//!     data_dir: None,
+//!     shared_jobs: None,
+//! };
 //! let server = Server::bind(Config::default(), log, options).await?;
 //! server.run(pulse_server::shutdown::signal()).await
 //! # }

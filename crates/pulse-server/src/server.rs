@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, TlsConfig};
-use crate::jobs::{Jobs, JobsError};
+use crate::jobs::{Jobs, JobsError, SharedJobs};
 use crate::live::Live;
 use crate::routes::router;
 use crate::state::AppState;
@@ -64,8 +64,12 @@ pub enum ServerError {
 pub struct ServerOptions {
     /// Where to listen (port 0 picks a free port).
     pub listen: SocketAddr,
-    /// Where webhook subscriptions are kept; `None` keeps them in memory only.
+    /// Where webhook subscriptions (and, without `shared_jobs`, job state) are kept;
+    /// `None` keeps subscriptions in memory only.
     pub data_dir: Option<PathBuf>,
+    /// Job leases and aggregate state shared with other instances (from a shared log's
+    /// backend); `None` keeps job state in `data_dir` and runs every tick here.
+    pub shared_jobs: Option<SharedJobs>,
 }
 
 /// A bound server, ready to [`run`](Self::run).
@@ -92,7 +96,13 @@ impl Server {
                     source,
                 })?;
         let shutdown = CancellationToken::new();
-        let jobs = Jobs::start(config.jobs, log.clone(), options.data_dir.clone()).await?;
+        let jobs = Jobs::start(
+            config.jobs,
+            log.clone(),
+            options.data_dir.clone(),
+            options.shared_jobs,
+        )
+        .await?;
         let webhooks = Webhooks::start(
             log.clone(),
             config.groups.clone(),

@@ -1,6 +1,8 @@
-//! Where aggregates go: JSONL and CSV files, or a SQLite table upserted by key.
+//! Where aggregates go: JSONL and CSV files, or a SQLite table upserted by key; and the
+//! per-job SQLite stores of `pulse serve`'s jobs on one instance ([`local`]).
 
 pub mod file;
+pub mod local;
 pub mod sqlite;
 
 use std::path::PathBuf;

@@ -193,9 +193,61 @@ impl StateStore {
         position: &str,
         reset: bool,
     ) -> Result<u64, BatchError> {
+        self.write(delta, source, position, reset, None)
+    }
+
+    /// Like [`commit`](Self::commit) for the log job `job` (checkpoint `log:<job>`), as a
+    /// compare-and-set: moves the checkpoint from offset `from` (0: none stored) to `to`
+    /// only if it is still `from`, else fails with [`BatchError::CheckpointMoved`] and
+    /// writes nothing.
+    pub fn commit_offset(
+        &mut self,
+        delta: &Merged,
+        job: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<u64, BatchError> {
+        let source = crate::source::log::source_id(job);
+        self.write(delta, &source, &to.to_string(), false, Some((job, from)))
+    }
+
+    fn write(
+        &mut self,
+        delta: &Merged,
+        source: &str,
+        position: &str,
+        reset: bool,
+        expected: Option<(&str, u64)>,
+    ) -> Result<u64, BatchError> {
         let path = self.path.clone();
         let err = |e| BatchError::sqlite(&path, e);
-        let tx = self.conn.transaction().map_err(err)?;
+        // IMMEDIATE: the checkpoint read below and the writes share one write lock, so
+        // a concurrent commit waits (busy timeout) instead of failing on upgrade.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        if let Some((job, from)) = expected {
+            let stored: Option<String> = tx
+                .query_row(
+                    "SELECT position FROM pulse_batch_checkpoints WHERE source = ?1",
+                    [source],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)?;
+            let found = match stored {
+                Some(text) => crate::store::parse_offset(job, &text)?,
+                None => 0,
+            };
+            if found != from {
+                return Err(BatchError::CheckpointMoved {
+                    job: job.to_owned(),
+                    expected: from,
+                    found,
+                });
+            }
+        }
         if reset {
             tx.execute_batch("DELETE FROM aggregates; DELETE FROM pulse_batch_checkpoints;")
                 .map_err(err)?;

@@ -2,9 +2,10 @@
 //! array of them, selected by a type pattern such as `health.reading.>`.
 //!
 //! A reading without `user_id` takes the event's `subject`, one without `recorded_at`
-//! the event's `time`. The checkpoint is the offset of the last event read; it commits in
-//! the state store's transaction together with the aggregates, so after a crash the next
-//! run resumes exactly after what was committed — never twice, never skipping.
+//! the event's `time`. The checkpoint is the offset of the last event read; it commits
+//! with the aggregates in an [`AggregateStore`] (a SQLite file, PostgreSQL or NATS), so
+//! after a crash the next run — on this instance or another — resumes exactly after
+//! what was committed: never twice, never skipping.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +17,7 @@ use crate::error::BatchError;
 use crate::reading::{RejectReason, Rejection};
 use crate::rejects::{Position, RejectLog};
 use crate::runner::Summary;
-use crate::sink::sqlite::StateStore;
+use crate::store::AggregateStore;
 use crate::table::{AggTable, Merged};
 use crate::time::format_rfc3339;
 use crate::window::WindowSet;
@@ -50,9 +51,9 @@ impl LogJob {
         }
     }
 
-    /// The checkpoint key in the store.
+    /// The checkpoint key in a SQLite state store.
     pub fn source_id(&self) -> String {
-        format!("log:{}", self.name)
+        source_id(&self.name)
     }
 }
 
@@ -106,85 +107,89 @@ pub fn aggregate_event(agg: &mut Aggregator<'_>, stored: &StoredEvent) -> Result
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, BatchError> + Send + 'static,
-) -> Result<T, BatchError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| BatchError::Worker(e.to_string()))?
+/// The checkpoint key of log job `job` in a SQLite state store.
+pub fn source_id(job: &str) -> String {
+    format!("log:{job}")
+}
+
+/// Aggregates the matching events after `after` up to `end` into one delta, stopping
+/// early after `limit` events; returns the delta, the counts and the offset it reaches.
+async fn aggregate_range<L: EventLog + ?Sized>(
+    log: &L,
+    job: &LogJob,
+    after: u64,
+    end: u64,
+    limit: usize,
+    rejects: &RejectLog,
+) -> Result<(Merged, Counts, u64), BatchError> {
+    let mut agg = Aggregator::new(AggTable::new(Arc::clone(&job.windows)), rejects);
+    let mut events = 0usize;
+    let mut last = after;
+    while events < limit && last < end {
+        let page = log
+            .read(ReadQuery {
+                after: last,
+                limit: job.page.max(1),
+                pattern: Some(job.pattern.clone()),
+                since: None,
+            })
+            .await?;
+        let Some(tail) = page.last() else {
+            // Nothing matching up to the end: everything up to `end` is consumed.
+            last = end;
+            break;
+        };
+        let tail = tail.offset;
+        for stored in page.iter().filter(|s| s.offset <= end) {
+            aggregate_event(&mut agg, stored)?;
+            events += 1;
+        }
+        last = tail.min(end);
+    }
+    rejects.finish()?;
+    let counts = agg.counts.clone();
+    Ok((
+        Merged::new(Arc::clone(&job.windows), vec![agg.table]),
+        counts,
+        last,
+    ))
 }
 
 /// Aggregates every matching event after the stored checkpoint up to the log's end at
 /// the start of the run, committing aggregates and checkpoint together every
-/// `commit_every` events. Returns the store for the next run.
+/// `commit_every` events, each commit a compare-and-set from the checkpoint the run read
+/// (see [`AggregateStore`]). A commit the store reports as started and not finished
+/// ([`Checkpoint::pending`](crate::store::Checkpoint)) is completed first, over exactly
+/// its range: the log is immutable, so the same events give the same delta.
 pub async fn run_log<L: EventLog + ?Sized>(
     log: &L,
     job: &LogJob,
-    store: StateStore,
+    store: &dyn AggregateStore,
     rejects: &RejectLog,
-) -> Result<(StateStore, Summary), BatchError> {
+) -> Result<Summary, BatchError> {
     let started = Instant::now();
-    let source = job.source_id();
-    let windows = Arc::clone(&job.windows);
-    let (mut store, checkpoint) = {
-        let source = source.clone();
-        blocking(move || {
-            store.check_windows(&windows)?;
-            let checkpoint = store.checkpoint(&source)?;
-            Ok((store, checkpoint))
-        })
-        .await?
-    };
-    let mut after = match checkpoint {
-        Some(text) => text.parse::<u64>().map_err(|_| BatchError::State {
-            path: store.path().to_owned(),
-            reason: format!("checkpoint {text:?} of {source} is not an offset"),
-        })?,
-        None => 0,
-    };
-    let end = log.last_offset().await?;
+    let checkpoint = store.checkpoint(&job.name, &job.windows).await?;
+    let mut after = checkpoint.done;
     let mut summary = Summary::default();
     let mut total = Counts::default();
+    if let Some(pending) = checkpoint.pending {
+        tracing::warn!(job = %job.name, from = after, to = pending, "completing an interrupted commit");
+        let (delta, counts, _) =
+            aggregate_range(log, job, after, pending, usize::MAX, rejects).await?;
+        summary.keys_updated += store.commit(&job.name, delta, after, pending).await?;
+        total.merge(&counts);
+        after = pending;
+    }
+    let end = log.last_offset().await?;
     while after < end {
-        let mut agg = Aggregator::new(AggTable::new(Arc::clone(&job.windows)), rejects);
-        let mut events = 0usize;
-        let mut last = after;
-        while events < job.commit_every && last < end {
-            let page = log
-                .read(ReadQuery {
-                    after: last,
-                    limit: job.page.max(1),
-                    pattern: Some(job.pattern.clone()),
-                    since: None,
-                })
-                .await?;
-            let Some(tail) = page.last() else {
-                // Nothing matching up to the end: everything up to `end` is consumed.
-                last = end;
-                break;
-            };
-            let tail = tail.offset;
-            for stored in page.iter().filter(|s| s.offset <= end) {
-                aggregate_event(&mut agg, stored)?;
-                events += 1;
-            }
-            last = tail.min(end);
-        }
-        rejects.finish()?;
-        total.merge(&agg.counts);
-        let delta = Merged::new(Arc::clone(&job.windows), vec![agg.table]);
-        let (source, position) = (source.clone(), last.to_string());
-        let (back, keys) = blocking(move || {
-            let keys = store.commit(&delta, &source, &position, false)?;
-            Ok((store, keys))
-        })
-        .await?;
-        store = back;
-        summary.keys_updated += keys;
+        let (delta, counts, last) =
+            aggregate_range(log, job, after, end, job.commit_every, rejects).await?;
+        total.merge(&counts);
+        summary.keys_updated += store.commit(&job.name, delta, after, last).await?;
         after = last;
     }
     summary.counts = total;
     summary.windows_written = summary.keys_updated;
     summary.seconds = started.elapsed().as_secs_f64();
-    Ok((store, summary))
+    Ok(summary)
 }

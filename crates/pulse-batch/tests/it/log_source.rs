@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use pulse_batch::aggregator::Aggregator;
 use pulse_batch::rejects::RejectLog;
+use pulse_batch::sink::local::LocalStore;
 use pulse_batch::sink::sqlite::StateStore;
 use pulse_batch::source::log::{aggregate_event, run_log, LogJob};
 use pulse_batch::table::AggTable;
@@ -51,10 +52,18 @@ fn totals(db: &std::path::Path) -> Vec<(String, i64, f64)> {
     rows.map(|r| r.unwrap_or_else(|e| panic!("{e}"))).collect()
 }
 
+fn checkpoint(db: &std::path::Path) -> Option<String> {
+    let store = StateStore::open(db).unwrap_or_else(|e| panic!("{e}"));
+    store
+        .checkpoint("log:hourly")
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 #[tokio::test]
 async fn events_aggregate_once_across_runs_and_a_crash() {
     let dir = tmp();
-    let db = path(&dir, "agg.db");
+    let store = LocalStore::new(dir.path());
+    let db = store.path_of("hourly");
     let log = MemoryLog::new();
     let job = job();
     let rejects = RejectLog::none();
@@ -83,8 +92,7 @@ async fn events_aggregate_once_across_runs_and_a_crash() {
         ],
     )
     .await;
-    let store = StateStore::open(&db).unwrap_or_else(|e| panic!("{e}"));
-    let (store, first) = run_log(&log, &job, store, &rejects)
+    let first = run_log(&log, &job, &store, &rejects)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -100,17 +108,13 @@ async fn events_aggregate_once_across_runs_and_a_crash() {
             ("c".into(), 1, 90.0)
         ]
     );
-    assert_eq!(
-        store.checkpoint("log:hourly").ok().flatten().as_deref(),
-        Some("5")
-    );
+    assert_eq!(checkpoint(&db).as_deref(), Some("5"));
 
     // Nothing new: nothing read, nothing written.
-    let (store, again) = run_log(&log, &job, store, &rejects)
+    let again = run_log(&log, &job, &store, &rejects)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((again.counts.rows, again.keys_updated), (0, 0));
-    drop(store);
 
     // New events; a run aggregates them and "crashes" before its commit.
     append(
@@ -146,8 +150,7 @@ async fn events_aggregate_once_across_runs_and_a_crash() {
         // The process dies here: the aggregated delta is lost, nothing was committed.
     }
     assert_eq!(totals(&db).len(), 3);
-    let store = StateStore::open(&db).unwrap_or_else(|e| panic!("{e}"));
-    let (store, after) = run_log(&log, &job, store, &rejects)
+    let after = run_log(&log, &job, &store, &rejects)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(after.counts.rows, 2);
@@ -160,16 +163,13 @@ async fn events_aggregate_once_across_runs_and_a_crash() {
             ("d".into(), 1, 50.0)
         ]
     );
-    assert_eq!(
-        store.checkpoint("log:hourly").ok().flatten().as_deref(),
-        Some("7")
-    );
+    assert_eq!(checkpoint(&db).as_deref(), Some("7"));
 }
 
 #[tokio::test]
 async fn a_tail_of_non_matching_events_is_consumed() {
     let dir = tmp();
-    let db = path(&dir, "agg.db");
+    let store = LocalStore::new(dir.path());
     let log = MemoryLog::new();
     let job = job();
     let rejects = RejectLog::none();
@@ -186,13 +186,71 @@ async fn a_tail_of_non_matching_events_is_consumed() {
         (0..5).map(|_| event("other.thing", &json!({}))).collect(),
     )
     .await;
-    let store = StateStore::open(&db).unwrap_or_else(|e| panic!("{e}"));
-    let (store, summary) = run_log(&log, &job, store, &rejects)
+    let summary = run_log(&log, &job, &store, &rejects)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(summary.counts.rows, 1);
+    assert_eq!(checkpoint(&store.path_of("hourly")).as_deref(), Some("6"));
+}
+
+/// Two commits from the same checkpoint (two runs that started together): the second is
+/// refused and changes nothing, so its readings are not counted twice.
+#[tokio::test]
+async fn a_commit_from_a_moved_checkpoint_is_refused() {
+    use pulse_batch::store::AggregateStore;
+    use pulse_batch::table::Merged;
+    let dir = tmp();
+    let store = LocalStore::new(dir.path());
+    let log = MemoryLog::new();
+    let job = job();
+    let rejects = RejectLog::none();
+    append(
+        &log,
+        vec![event(
+            "health.reading.heart_rate",
+            &reading("a", 60.0, "2025-06-01T10:00:00Z"),
+        )],
+    )
+    .await;
+    let delta = || async {
+        let mut agg = Aggregator::new(AggTable::new(Arc::clone(&job.windows)), &rejects);
+        let events = log
+            .read(ReadQuery {
+                after: 0,
+                limit: 10,
+                pattern: None,
+                since: None,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for e in &events {
+            aggregate_event(&mut agg, e).unwrap_or_else(|e| panic!("{e}"));
+        }
+        Merged::new(Arc::clone(&job.windows), vec![agg.table])
+    };
     assert_eq!(
-        store.checkpoint("log:hourly").ok().flatten().as_deref(),
-        Some("6")
+        store.commit("hourly", delta().await, 0, 1).await.ok(),
+        Some(1)
     );
+    let second = store.commit("hourly", delta().await, 0, 1).await;
+    assert!(
+        matches!(
+            second,
+            Err(pulse_batch::BatchError::CheckpointMoved {
+                expected: 0,
+                found: 1,
+                ..
+            })
+        ),
+        "{second:?}"
+    );
+    assert_eq!(
+        totals(&store.path_of("hourly")),
+        vec![("a".into(), 1, 60.0)]
+    );
+    let checkpoint = store
+        .checkpoint("hourly", &job.windows)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((checkpoint.done, checkpoint.pending), (1, None));
 }

@@ -23,10 +23,14 @@ async fn run(log: &pulse_postgres::PostgresLog, windows: &Arc<WindowSet>) -> (u6
         .unwrap();
     let counts = agg.counts.clone();
     let delta = Merged::new(windows.clone(), vec![agg.table]);
-    let written = log
-        .commit_aggregates(&delta, "readings", last.to_string().as_bytes())
-        .await
-        .unwrap();
+    let (from, to) = (u64::try_from(after).unwrap(), u64::try_from(last).unwrap());
+    let written = if to == from {
+        0
+    } else {
+        log.commit_aggregates("readings", &delta, from, to)
+            .await
+            .unwrap()
+    };
     (counts.rows, counts.rejected_total(), written)
 }
 

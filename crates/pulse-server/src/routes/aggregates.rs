@@ -6,7 +6,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{parse_time, ApiQuery};
-use crate::aggregates::{query as read_aggregates, AggregateQuery};
+use pulse_batch::store::AggregateQuery;
+
+use crate::aggregates::query as read_aggregates;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -37,9 +39,9 @@ pub(super) async fn query(
             "user_id and metric must not be empty".into(),
         ));
     }
-    let stores = state.jobs.stores_for(&p.window);
+    let jobs = state.jobs.jobs_for(&p.window);
     if caller.require_admin().is_err() {
-        let allowed = stores
+        let allowed = jobs
             .iter()
             .any(|(_, pattern)| caller.require_subscribe(pattern).is_ok());
         if !allowed {
@@ -49,7 +51,7 @@ pub(super) async fn query(
             )));
         }
     }
-    if stores.is_empty() && !state.jobs.specs().is_empty() {
+    if jobs.is_empty() && !state.jobs.specs().is_empty() {
         return Err(ApiError::InvalidParameter(format!(
             "no job computes window {:?}",
             p.window
@@ -72,17 +74,18 @@ pub(super) async fn query(
         Some(n) => n.min(MAX_ROWS),
         None => MAX_ROWS,
     };
-    let rows = read_aggregates(
-        stores.into_iter().map(|(path, _)| path).collect(),
-        AggregateQuery {
-            user_id: p.user_id,
-            metric: p.metric,
-            window: p.window,
-            from_us,
-            to_us,
-            limit,
-        },
-    )
-    .await?;
+    let Some(store) = state.jobs.store() else {
+        return Ok(Json(json!({ "aggregates": [] })));
+    };
+    let names: Vec<String> = jobs.into_iter().map(|(name, _)| name).collect();
+    let query = AggregateQuery {
+        user_id: p.user_id,
+        metric: p.metric,
+        window: p.window,
+        from_us,
+        to_us,
+        limit,
+    };
+    let rows = read_aggregates(store.as_ref(), &names, &query).await?;
     Ok(Json(json!({ "aggregates": rows })))
 }

@@ -43,6 +43,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/aggregates", get(aggregates::query))
         .route("/v1/jobs", get(jobs::list))
         .route("/v1/jobs/{name}/run", post(jobs::run))
+        .route("/v1/jobs/{name}/runs", get(jobs::runs))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -113,6 +113,7 @@ async fn operations_endpoints() {
         "/v1/aggregates",
         "/v1/jobs",
         "/v1/jobs/{name}/run",
+        "/v1/jobs/{name}/runs",
         "/metrics",
         "/healthz",
         "/readyz",

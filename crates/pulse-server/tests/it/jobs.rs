@@ -117,6 +117,18 @@ async fn scheduled_job_aggregates_published_readings() {
     assert_eq!(job["tz"], "Europe/Berlin");
     assert_eq!(job["source_pattern"], "health.reading.>");
     assert!(job["last_run"]["status"].is_string(), "{job}");
+    let (s, runs) = get(&server.url("/v1/jobs/readings/runs?limit=100"), None).await;
+    assert_eq!(s, 200);
+    let runs = runs["runs"].as_array().unwrap();
+    assert!(
+        runs.iter()
+            .any(|r| r["trigger"] == "manual" && r["scheduled_at"].is_null()),
+        "{runs:?}"
+    );
+    assert!(runs
+        .iter()
+        .filter(|r| r["trigger"] == "scheduled")
+        .all(|r| r["scheduled_at"].is_string()));
     server.stop().await;
 }
 
@@ -133,6 +145,10 @@ async fn job_and_aggregate_errors() {
     )
     .await;
     assert_error(s, &b, 404, "unknown_job");
+    let (s, b) = get(&server.url("/v1/jobs/nope/runs"), None).await;
+    assert_error(s, &b, 404, "unknown_job");
+    let (s, b) = get(&server.url("/v1/jobs/readings/runs?limit=0"), None).await;
+    assert_error(s, &b, 400, "invalid_parameter");
     let (s, b) = get(
         &server.url("/v1/aggregates?user_id=u1&metric=heart_rate"),
         None,

@@ -39,6 +39,7 @@ impl TestServer {
         let options = ServerOptions {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir,
+            shared_jobs: None,
         };
         let server = Server::bind(config, log.clone(), options)
             .await

@@ -38,6 +38,7 @@ async fn a_missing_certificate_is_a_start_error() {
     let options = ServerOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: None,
+        shared_jobs: None,
     };
     let log = Arc::new(pulse_core::memory::MemoryLog::new());
     match Server::bind(config, log, options).await {
