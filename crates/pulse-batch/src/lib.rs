@@ -6,7 +6,8 @@
 //! min, max, Welford mean and M2, a relative-error quantile [`sketch`] and the first and
 //! last reading time. Because states merge exactly, the same operation serves parallel
 //! workers, late data and incremental runs that resume from a checkpoint committed with
-//! the aggregates in one SQLite transaction.
+//! the aggregates in one SQLite transaction — or, for scheduled jobs shared by several
+//! Pulse instances, in an [`store::AggregateStore`] on PostgreSQL or NATS.
 //!
 //! ```
 //! use pulse_batch::{aggregator::Aggregator, rejects::{Position, RejectLog}, table::AggTable};

@@ -19,7 +19,9 @@
 //! `from..=to` again (the log is immutable, so the delta is the same) and commits it from
 //! step 2: keys already written are skipped, the others merged, so each reading counts
 //! once. Two instances completing the same intent at once are kept apart by the per-key
-//! CAS and the `upto` check; only one of them moves the checkpoint.
+//! CAS and the `upto` check; only one of them moves the checkpoint. (Should the stream's
+//! retention drop events of an interrupted range before it is completed, the delta
+//! recomputed lacks them: missing from the aggregates, never counted twice.)
 //!
 //! Keys: `a.<job>.<user>.<metric>.<window>.<start µs>`, job, user and window
 //! base64url-encoded (as every name in Pulse's KV), so one user's metric in one window

@@ -6,3 +6,4 @@ mod nats_instances;
 mod postgres_instances;
 mod postgres_retention;
 mod serve;
+mod shared_jobs;

@@ -69,7 +69,7 @@ async fn start(config: &std::path::Path) -> Instance {
 }
 
 /// Deletes the test's streams and buckets when the test ends, however it ends.
-struct Cleanup(String, pulse_nats::NatsOptions);
+pub(crate) struct Cleanup(pub(crate) String, pub(crate) pulse_nats::NatsOptions);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {

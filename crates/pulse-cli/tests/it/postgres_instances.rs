@@ -82,9 +82,9 @@ impl Drop for Instance {
 }
 
 /// Drops the test's schema at the end, also when the test fails.
-struct SchemaGuard {
-    url: String,
-    name: String,
+pub(crate) struct SchemaGuard {
+    pub(crate) url: String,
+    pub(crate) name: String,
 }
 
 impl Drop for SchemaGuard {

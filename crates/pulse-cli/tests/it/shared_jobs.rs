@@ -1,0 +1,448 @@
+//! Three `pulse serve` processes sharing PostgreSQL, then NATS, with one aggregation job
+//! ticking every second: each tick runs on exactly one instance (the runs each instance
+//! reports under `GET /v1/jobs/{name}/runs` never share a tick and together cover every
+//! tick; on PostgreSQL the lease table names the same instance), every instance serves the
+//! same aggregates, equal to the readings counted once — also after a retried publish —
+//! and after one instance is killed with SIGKILL the others keep ticking and aggregating.
+//!
+//! Each backend's test runs when its URL variable names a server, in a schema or prefix
+//! of its own, and says it is skipped otherwise.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+const JOB: &str = "hr";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `pulse serve` process, killed when dropped.
+struct Instance {
+    child: Child,
+    base: String,
+    name: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Instance {
+    async fn start(log_table: &str, name: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("pulse.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "{log_table}\n[[jobs]]\nname = \"{JOB}\"\nschedule = \"every 1s\"\n\
+                 windows = [\"5m\", \"1h\"]\ntz = \"UTC\"\nsource_pattern = \"health.reading.>\"\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_pulse"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut instance = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            name: name.to_owned(),
+            _dir: dir,
+        };
+        for _ in 0..1500 {
+            if let Ok(r) = reqwest::get(format!("{}/healthz", instance.base)).await {
+                if r.status() == 200 {
+                    return instance;
+                }
+            }
+            if let Ok(Some(status)) = instance.child.try_wait() {
+                panic!("pulse serve {name} exited: {status}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("pulse serve {name} did not become healthy");
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let response = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
+        assert_eq!(response.status(), 200, "GET {path} on {}", self.name);
+        response.json().await.unwrap()
+    }
+
+    /// The 5m and 1h rows of `user`, as the API returns them.
+    async fn aggregates(&self, user: &str) -> Value {
+        let mut both = Vec::new();
+        for window in ["5m", "1h"] {
+            let body = self
+                .get(&format!(
+                    "/v1/aggregates?user_id={user}&metric=heart_rate&window={window}"
+                ))
+                .await;
+            both.push(body["aggregates"].clone());
+        }
+        Value::Array(both)
+    }
+}
+
+/// One reading as an event's data.
+fn reading(user: &str, value: u32, minute: u32) -> Value {
+    json!({"user_id": user, "metric": "heart_rate", "value": value, "unit": "/min",
+           "recorded_at": format!("2026-01-01T00:{minute:02}:00Z")})
+}
+
+/// Round `round` of readings: per user, single-reading events and one array event.
+fn round_events(round: u32) -> (Vec<Value>, Vec<(String, u32, u32)>) {
+    let mut events = Vec::new();
+    let mut readings = Vec::new();
+    for u in 0..4 {
+        let user = format!("u{u}");
+        let mine: Vec<(u32, u32)> = (0..5)
+            .map(|i| (60 + round * 10 + u * 3 + i, (round * 7 + i * 4 + u) % 60))
+            .collect();
+        for &(value, minute) in &mine[..3] {
+            events.push(reading(&user, value, minute));
+        }
+        events.push(Value::Array(
+            mine[3..]
+                .iter()
+                .map(|&(value, minute)| reading(&user, value, minute))
+                .collect(),
+        ));
+        readings.extend(mine.into_iter().map(|(v, m)| (user.clone(), v, m)));
+    }
+    let events = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, data)| {
+            json!({"specversion": "1.0", "id": format!("r{round}-{i}"), "source": "test",
+                   "type": "health.reading.heart_rate", "data": data})
+        })
+        .collect();
+    (events, readings)
+}
+
+async fn publish(base: &str, events: &[Value]) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/events"))
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(Value::Array(events.to_vec()).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202, "{:?}", response.text().await);
+}
+
+/// (count, sum) per window start of `user`, 5m then 1h, computed from the readings.
+fn expected(readings: &[(String, u32, u32)], user: &str) -> Vec<Vec<(String, u64, f64)>> {
+    [5, 60]
+        .into_iter()
+        .map(|size| {
+            let mut windows: BTreeMap<u32, (u64, f64)> = BTreeMap::new();
+            for (_, value, minute) in readings.iter().filter(|(u, _, _)| u == user) {
+                let w = windows.entry(minute / size * size).or_default();
+                w.0 += 1;
+                w.1 += f64::from(*value);
+            }
+            windows
+                .into_iter()
+                .map(|(start, (n, sum))| (format!("2026-01-01T00:{start:02}:00Z"), n, sum))
+                .collect()
+        })
+        .collect()
+}
+
+fn observed(aggregates: &Value) -> Vec<Vec<(String, u64, f64)>> {
+    aggregates
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rows| {
+            rows.as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["window_start"].as_str().unwrap().to_owned(),
+                        r["count"].as_u64().unwrap(),
+                        r["sum"].as_f64().unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Waits until every instance serves the expected aggregates of every user, then checks
+/// that they serve identical rows (all statistics, not just counts).
+async fn converge(instances: &[&Instance], readings: &[(String, u32, u32)]) {
+    for user in ["u0", "u1", "u2", "u3"] {
+        let want = expected(readings, user);
+        let mut last = Vec::new();
+        for _ in 0..1200 {
+            last.clear();
+            for instance in instances {
+                last.push(instance.aggregates(user).await);
+            }
+            if last.iter().all(|a| observed(a) == want) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for (instance, aggregates) in instances.iter().zip(&last) {
+            assert_eq!(
+                observed(aggregates),
+                want,
+                "{user} on {}: {aggregates}",
+                instance.name
+            );
+        }
+        assert!(
+            last.windows(2).all(|w| w[0] == w[1]),
+            "instances serve different rows for {user}: {last:?}"
+        );
+    }
+}
+
+/// The ticks each instance ran (ok or failed), with the earlier ticks folded into each.
+struct Runs {
+    /// Tick → instance that ran it, for every run any instance recorded.
+    by_tick: HashMap<DateTime<Utc>, String>,
+    /// Ticks folded into a later run (after a stall), which need no run of their own.
+    coalesced: Vec<(DateTime<Utc>, u64)>,
+    /// The last tick up to which every instance has recorded what it ran.
+    settled: DateTime<Utc>,
+    /// The earliest tick still in every history that may have been cut.
+    from: DateTime<Utc>,
+}
+
+fn tick(value: &Value) -> DateTime<Utc> {
+    value.as_str().unwrap().parse().unwrap()
+}
+
+/// Reads every instance's runs at a moment none of them is running the job, so that
+/// every tick before each one's next tick is either in its history or was not its own.
+async fn runs(instances: &[&Instance]) -> Runs {
+    'retry: for _ in 0..600 {
+        let mut next = Vec::new();
+        for instance in instances {
+            let jobs = instance.get("/v1/jobs").await;
+            let job = &jobs["jobs"][0];
+            if job["running"] == true || job["next_run"].is_null() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue 'retry;
+            }
+            next.push(tick(&job["next_run"]));
+        }
+        let settled = *next.iter().min().unwrap() - chrono::Duration::seconds(1);
+        let mut by_tick: HashMap<DateTime<Utc>, String> = HashMap::new();
+        let mut coalesced = Vec::new();
+        let mut from = DateTime::<Utc>::MIN_UTC;
+        for instance in instances {
+            let body = instance
+                .get(&format!("/v1/jobs/{JOB}/runs?limit=100"))
+                .await;
+            let records = body["runs"].as_array().unwrap();
+            if records.len() == 100 {
+                // The history is full: older ticks may have left it.
+                let oldest = records.iter().filter_map(|r| r["scheduled_at"].as_str());
+                from = from.max(oldest.map(|t| t.parse().unwrap()).min().unwrap());
+            }
+            for r in records {
+                if r["trigger"] != "scheduled" || r["status"] == "missed" {
+                    continue;
+                }
+                let at = tick(&r["scheduled_at"]);
+                if let Some(other) = by_tick.insert(at, instance.name.clone()) {
+                    panic!("tick {at} ran on {other} and on {}", instance.name);
+                }
+                coalesced.push((at, r["coalesced"].as_u64().unwrap()));
+            }
+        }
+        return Runs {
+            by_tick,
+            coalesced,
+            settled,
+            from,
+        };
+    }
+    panic!("the job never stopped running on some instance");
+}
+
+impl Runs {
+    /// Checks that every tick from the first run to `settled` ran on one instance (or was
+    /// folded into a later run); returns how many ticks that is.
+    fn check_every_tick_ran_once(&self) -> usize {
+        let first = self
+            .by_tick
+            .keys()
+            .copied()
+            .filter(|t| *t >= self.from)
+            .min()
+            .expect("some tick ran");
+        let second = chrono::Duration::seconds(1);
+        let folded = |t: DateTime<Utc>| {
+            self.coalesced
+                .iter()
+                .any(|&(at, n)| at > t && at - second * i32::try_from(n).unwrap() <= t)
+        };
+        let mut ticks = 0;
+        let mut t = first;
+        while t <= self.settled {
+            assert!(
+                self.by_tick.contains_key(&t) || folded(t),
+                "tick {t} ran nowhere"
+            );
+            ticks += 1;
+            t += second;
+        }
+        ticks
+    }
+
+    /// How many ticks each instance ran.
+    fn per_instance(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for name in self.by_tick.values() {
+            *counts.entry(name.clone()).or_default() += 1;
+        }
+        counts
+    }
+}
+
+/// The scenario, on three instances started with `log_table` (named node-1..3).
+/// `holder` looks up the lease holder of a tick where the backend exposes it by name.
+async fn scenario<F, Fut>(log_table: impl Fn(&str) -> String, holder: F)
+where
+    F: Fn(DateTime<Utc>) -> Fut,
+    Fut: std::future::Future<Output = Option<String>>,
+{
+    let publisher = Instance::start(&log_table("node-1"), "node-1").await;
+    let mut doomed = Instance::start(&log_table("node-2"), "node-2").await;
+    let survivor = Instance::start(&log_table("node-3"), "node-3").await;
+    let all = [&publisher, &doomed, &survivor];
+
+    let (events, mut readings) = round_events(0);
+    publish(&publisher.base, &events).await;
+    converge(&all, &readings).await;
+    // The same batch again (a client retrying) stores nothing and counts nothing again.
+    publish(&survivor.base, &events).await;
+    let (events, more) = round_events(1);
+    publish(&doomed.base, &events).await;
+    readings.extend(more);
+    converge(&all, &readings).await;
+
+    // Several ticks later nothing has been counted twice, whoever ran them.
+    let before = runs(&all).await;
+    let target = before.settled + chrono::Duration::seconds(3);
+    let mut after = runs(&all).await;
+    for _ in 0..600 {
+        if after.settled >= target {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = runs(&all).await;
+    }
+    assert!(after.settled >= target, "the job stopped ticking");
+    converge(&all, &readings).await;
+    let ticks = after.check_every_tick_ran_once();
+    println!(
+        "{ticks} ticks, each run once; runs per instance: {:?}",
+        after.per_instance()
+    );
+    for (&at, name) in &after.by_tick {
+        if let Some(held_by) = holder(at).await {
+            assert_eq!(&held_by, name, "the lease of tick {at} names its runner");
+        }
+    }
+
+    // An instance dies mid-flight; the others keep ticking and aggregating.
+    doomed.child.kill().unwrap(); // SIGKILL
+    doomed.child.wait().unwrap();
+    let killed_at = runs(&[&publisher, &survivor]).await.settled;
+    let (events, more) = round_events(2);
+    publish(&publisher.base, &events).await;
+    readings.extend(more);
+    converge(&[&publisher, &survivor], &readings).await;
+    let later = runs(&[&publisher, &survivor]).await;
+    assert!(
+        later.by_tick.keys().any(|t| *t > killed_at),
+        "the survivors ran ticks after the kill"
+    );
+    drop(doomed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_instances_run_each_tick_once_and_share_aggregates() {
+    let Ok(url) = std::env::var("PULSE_TEST_POSTGRES_URL") else {
+        println!("skipped postgres_instances_run_each_tick_once_and_share_aggregates: PULSE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let schema = format!("pulse_t_jobs3_{:012x}", unique());
+    let _guard = crate::postgres_instances::SchemaGuard {
+        url: url.clone(),
+        name: schema.clone(),
+    };
+    let log_table = |name: &str| {
+        format!(
+            "[log]\nbackend = \"postgres\"\nurl = \"{url}\"\nschema = \"{schema}\"\ninstance = \"{name}\"\n"
+        )
+    };
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
+    tokio::spawn(connection);
+    let holders =
+        format!("SELECT holder FROM \"{schema}\".job_leases WHERE job = $1 AND tick = $2");
+    let holder = |at: DateTime<Utc>| {
+        let (client, holders) = (&client, &holders);
+        async move {
+            let row = client.query_one(holders, &[&JOB, &at]).await.unwrap();
+            Some(row.get::<_, String>(0))
+        }
+    };
+    scenario(log_table, holder).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_instances_run_each_tick_once_and_share_aggregates() {
+    let Ok(url) = std::env::var("PULSE_TEST_NATS_URL") else {
+        println!("skipped nats_instances_run_each_tick_once_and_share_aggregates: PULSE_TEST_NATS_URL is not set");
+        return;
+    };
+    let prefix = format!("pulsetest-jobs3-{:012x}", unique());
+    let _cleanup =
+        crate::nats_instances::Cleanup(url.clone(), pulse_nats::NatsOptions::new(prefix.clone()));
+    let log_table =
+        |_: &str| format!("[log]\nbackend = \"nats\"\nurl = \"{url}\"\nschema = \"{prefix}\"\n");
+    // NATS names lease holders by connection, not by instance name: the runs each
+    // instance reports are the record.
+    scenario(log_table, |_| async { None }).await;
+}
+
+/// A random-enough suffix for schema and prefix names.
+fn unique() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    (nanos ^ u64::from(std::process::id()).rotate_left(32)) >> 16
+}
