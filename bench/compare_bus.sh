@@ -5,7 +5,9 @@
 #   bench/compare_bus.sh [--events N] [--subscribers S] [--payload-bytes B] [--rate R]
 #
 # PULSE (default: target/release/pulse, built if missing) picks the binary; PYTHON
-# (default: python3) the interpreter. Extra pulse flags go in PULSE_FLAGS.
+# (default: python3) the interpreter. Extra pulse flags go in PULSE_FLAGS. Pulse runs once
+# per entry of THREADS (default "2 1"): on a two-worker runtime, and on one thread like the
+# asyncio baseline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,13 +38,14 @@ fi
 
 echo "workload: ${workload[*]} (no-op handlers); machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 # shellcheck disable=SC2086 # PULSE_FLAGS is a list of flags
-"$python" - "$python" "$pulse" "${PULSE_FLAGS:-}" "${workload[@]}" <<'PY'
+"$python" - "$python" "$pulse" "${PULSE_FLAGS:-}" "${THREADS:-2 1}" "${workload[@]}" <<'PY'
 """Runs both benchmarks as child processes and also reports events per CPU-second
 (user + system time of each child), which a busy shared machine distorts less than
 wall-clock rates."""
 import json, resource, subprocess, sys
 
-python, pulse, pulse_flags, workload = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4:]
+python, pulse, pulse_flags = sys.argv[1], sys.argv[2], sys.argv[3].split()
+threads, workload = sys.argv[4].split(), sys.argv[5:]
 
 def run(cmd):
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -54,17 +57,18 @@ def run(cmd):
     return result
 
 py = run([python, "bench/python_bus/bench.py", *workload])
-pu = run([pulse, "bench", "bus", *workload, *pulse_flags, "--json"])
 print("python:", json.dumps(py))
-print("pulse: ", json.dumps(pu))
 events = py["events"]
-py_cpu_rate, pu_cpu_rate = events / py["cpu_s"], events / pu["cpu_s"]
-print(f"events/s        python {py['events_per_s']:>14,.0f}   pulse {pu['events_per_s']:>14,.0f}   ratio {pu['events_per_s'] / py['events_per_s']:.1f}x")
-if not py.get("rate"):  # at an offered rate both sides spin while pacing
-    print(f"events/CPU-s    python {py_cpu_rate:>14,.0f}   pulse {pu_cpu_rate:>14,.0f}   ratio {pu_cpu_rate / py_cpu_rate:.1f}x")
-print(f"deliveries/s    python {py['deliveries_per_s']:>14,.0f}   pulse {pu['deliveries_per_s']:>14,.0f}")
-for key in ("p50_us", "p99_us", "p999_us", "peak_rss_mb"):
-    print(f"{key:<15} python {py[key]:>14,.1f}   pulse {pu[key]:>14,.1f}")
+for n in threads:
+    pu = run([pulse, "bench", "bus", *workload, "--threads", n, *pulse_flags, "--json"])
+    print(f"\npulse, {n} thread(s):", json.dumps(pu))
+    print(f"events/s        python {py['events_per_s']:>14,.0f}   pulse {pu['events_per_s']:>14,.0f}   ratio {pu['events_per_s'] / py['events_per_s']:.1f}x")
+    if not py.get("rate"):  # at an offered rate both sides spin while pacing
+        py_cpu_rate, pu_cpu_rate = events / py["cpu_s"], events / pu["cpu_s"]
+        print(f"events/CPU-s    python {py_cpu_rate:>14,.0f}   pulse {pu_cpu_rate:>14,.0f}   ratio {pu_cpu_rate / py_cpu_rate:.1f}x")
+    print(f"deliveries/s    python {py['deliveries_per_s']:>14,.0f}   pulse {pu['deliveries_per_s']:>14,.0f}")
+    for key in ("p50_us", "p99_us", "p999_us", "peak_rss_mb"):
+        print(f"{key:<15} python {py[key]:>14,.1f}   pulse {pu[key]:>14,.1f}")
 if not py.get("rate"):
     print("(flat out, Pulse's latency includes the wait in its bounded queues while the baseline "
           "runs each handler inside publish; compare latencies with --rate)")
