@@ -62,7 +62,7 @@ macro_rules! event_log_contract {
 }
 
 fn event(ty: &str, subject: Option<&str>) -> Event {
-    let mut event = Event::new(ty);
+    let mut event = Event::new(ty.to_owned());
     event.subject = subject.map(str::to_owned);
     event
 }
@@ -97,7 +97,7 @@ pub async fn append_assigns_increasing_offsets<L: EventLog>(log: &L) {
     assert!(first.iter().chain(&second).all(|a| !a.duplicate));
     assert_eq!(log.last_offset().await.unwrap(), 3);
     let read = log.read(ReadQuery::after(0, 10)).await.unwrap();
-    let types: Vec<&str> = read.iter().map(|s| s.event.ty.as_str()).collect();
+    let types: Vec<&str> = read.iter().map(|s| &*s.event.ty).collect();
     assert_eq!(types, vec!["a.b", "a.c", "a.d"]);
 }
 

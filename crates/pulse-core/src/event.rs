@@ -9,6 +9,7 @@ mod json;
 
 pub use json::parse_time;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -54,15 +55,15 @@ pub struct Event {
     /// Unique id; a UUIDv7 unless the publisher chose one. Dedup key of persistent logs.
     pub id: String,
     /// Who produced the event (a URI-reference).
-    pub source: String,
+    pub source: Cow<'static, str>,
     /// The event type, dot-separated segments of `[A-Za-z0-9_-]`.
-    pub ty: String,
+    pub ty: Cow<'static, str>,
     /// The partition key (for example a user id): ordering holds per subject.
     pub subject: Option<String>,
     /// When the event happened; set to the publish time when absent.
     pub time: Option<DateTime<Utc>>,
     /// Content type of `data`.
-    pub datacontenttype: Option<String>,
+    pub datacontenttype: Option<Cow<'static, str>>,
     /// Schema of `data`, if any.
     pub dataschema: Option<String>,
     /// The payload, as given.
@@ -105,10 +106,10 @@ pub enum EventError {
 impl Event {
     /// A new event of type `ty` with a fresh UUIDv7 id, the default source and no data.
     #[inline]
-    pub fn new(ty: impl Into<String>) -> Self {
+    pub fn new(ty: impl Into<Cow<'static, str>>) -> Self {
         Self {
             id: new_event_id(),
-            source: DEFAULT_SOURCE.to_owned(),
+            source: Cow::Borrowed(DEFAULT_SOURCE),
             ty: ty.into(),
             subject: None,
             time: None,
@@ -126,7 +127,7 @@ impl Event {
     }
 
     /// Sets the source.
-    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+    pub fn with_source(mut self, source: impl Into<Cow<'static, str>>) -> Self {
         self.source = source.into();
         self
     }
@@ -145,7 +146,11 @@ impl Event {
 
     /// Sets raw data and its content type.
     #[inline]
-    pub fn with_data(mut self, content_type: impl Into<String>, data: impl Into<Bytes>) -> Self {
+    pub fn with_data(
+        mut self,
+        content_type: impl Into<Cow<'static, str>>,
+        data: impl Into<Bytes>,
+    ) -> Self {
         self.datacontenttype = Some(content_type.into());
         self.data = Some(data.into());
         self
@@ -242,6 +247,17 @@ fn validate_source(source: &str) -> Result<(), EventError> {
         ));
     }
     Ok(())
+}
+
+/// The common values of `source` and `datacontenttype` as static text, any other value as
+/// given: decoders of stored or received events use it so that the usual values cost no
+/// allocation per event.
+pub fn shared_text(text: String) -> Cow<'static, str> {
+    match text.as_str() {
+        DEFAULT_SOURCE => Cow::Borrowed(DEFAULT_SOURCE),
+        JSON_CONTENT_TYPE => Cow::Borrowed(JSON_CONTENT_TYPE),
+        _ => Cow::Owned(text),
+    }
 }
 
 /// Checks that `ty` is dot-separated segments of `[A-Za-z0-9_-]`.

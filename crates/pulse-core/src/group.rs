@@ -415,7 +415,7 @@ mod tests {
     use crate::{Event, Pattern};
 
     fn stored(offset: u64, ty: &str, subject: Option<&str>) -> StoredEvent {
-        let mut event = Event::new(ty);
+        let mut event = Event::new(ty.to_owned());
         event.subject = subject.map(str::to_owned);
         StoredEvent { offset, event }
     }

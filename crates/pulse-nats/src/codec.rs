@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, Utc};
+use pulse_core::event::shared_text;
 use pulse_core::{DeadLetter, Event, LogError, StoredEvent};
 use serde::{Deserialize, Serialize};
 
@@ -97,11 +98,11 @@ pub(crate) fn decode_event(offset: u64, payload: &Bytes) -> Result<StoredEvent, 
             let start = MAGIC.len() + end + 1;
             let event = Event {
                 id: attrs.id,
-                source: attrs.source,
-                ty: attrs.ty,
+                source: shared_text(attrs.source),
+                ty: attrs.ty.into(),
                 subject: attrs.subject,
                 time: attrs.time,
-                datacontenttype: attrs.datacontenttype,
+                datacontenttype: attrs.datacontenttype.map(shared_text),
                 dataschema: attrs.dataschema,
                 data: attrs.data.then(|| payload.slice(start..)),
                 extensions: attrs.ext,

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use pulse_core::event::shared_text;
 use pulse_core::{Event, LogError, Pattern, StoredEvent};
 use tokio_postgres::Row;
 
@@ -38,11 +39,14 @@ pub(crate) fn stored_event(row: &Row, at: usize) -> Result<StoredEvent, LogError
     };
     let event = Event {
         id: row.try_get(at + 1).map_err(decode)?,
-        source: row.try_get(at + 2).map_err(decode)?,
-        ty: row.try_get(at + 3).map_err(decode)?,
+        source: shared_text(row.try_get(at + 2).map_err(decode)?),
+        ty: row.try_get::<_, String>(at + 3).map_err(decode)?.into(),
         subject: row.try_get(at + 4).map_err(decode)?,
         time: Some(time),
-        datacontenttype: row.try_get(at + 6).map_err(decode)?,
+        datacontenttype: row
+            .try_get::<_, Option<String>>(at + 6)
+            .map_err(decode)?
+            .map(shared_text),
         dataschema: row.try_get(at + 7).map_err(decode)?,
         data: data.map(Bytes::from),
         extensions,

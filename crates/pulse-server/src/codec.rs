@@ -12,7 +12,7 @@
 use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderMap;
 use bytes::Bytes;
-use pulse_core::event::parse_time;
+use pulse_core::event::{parse_time, shared_text};
 use pulse_core::{Event, EventError};
 use serde_json::Value;
 
@@ -137,7 +137,7 @@ fn decode_binary(
         event.datacontenttype = headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+            .map(|v| shared_text(v.to_owned()));
     }
     if !body.is_empty() {
         event.data = Some(body);

@@ -7,6 +7,7 @@
 //! event reaches the writer thread.
 
 use chrono::{DateTime, Utc};
+use pulse_core::event::shared_text;
 use pulse_core::{Event, EventError, StoredEvent};
 use rusqlite::Row;
 
@@ -117,11 +118,11 @@ pub(crate) fn decode_at(row: &Row<'_>, at: usize) -> rusqlite::Result<StoredEven
         offset: seq as u64,
         event: Event {
             id: row.get(at + 1)?,
-            ty: row.get(at + 2)?,
-            source: row.get(at + 3)?,
+            ty: row.get::<_, String>(at + 2)?.into(),
+            source: shared_text(row.get(at + 3)?),
             subject: row.get(at + 4)?,
             time: Some(nanos_to_time(row.get(at + 5)?)),
-            datacontenttype: row.get(at + 6)?,
+            datacontenttype: row.get::<_, Option<String>>(at + 6)?.map(shared_text),
             dataschema: row.get(at + 7)?,
             data,
             extensions,

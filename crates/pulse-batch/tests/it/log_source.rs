@@ -23,7 +23,7 @@ fn reading(user: &str, value: f64, at: &str) -> serde_json::Value {
 }
 
 fn event(ty: &str, data: &serde_json::Value) -> Event {
-    Event::new(ty)
+    Event::new(ty.to_owned())
         .with_json(data)
         .unwrap_or_else(|e| panic!("{e}"))
 }

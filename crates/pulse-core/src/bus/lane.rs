@@ -253,7 +253,7 @@ mod tests {
         assert_eq!(err, PushError::Full { rejected: 2 });
         let mut out = Vec::new();
         assert_eq!(lane.pop_batch(&mut out, 10).await, Some(0));
-        let types: Vec<&str> = out.iter().map(|e| e.event.ty.as_str()).collect();
+        let types: Vec<&str> = out.iter().map(|e| e.event.ty.as_ref()).collect();
         assert_eq!(types, ["t.e0", "t.e1", "t.e2"]);
     }
 

@@ -4,11 +4,13 @@
 //! else as `data_base64`, so every payload round-trips byte for byte except JSON, which
 //! round-trips as the same JSON value.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::{invalid, Event, EventError, RESERVED};
+use super::{invalid, shared_text, Event, EventError, RESERVED};
 
 const SPEC_VERSION: &str = "1.0";
 
@@ -18,8 +20,8 @@ impl Event {
         let mut map = Map::new();
         map.insert("specversion".into(), SPEC_VERSION.into());
         map.insert("id".into(), self.id.clone().into());
-        map.insert("source".into(), self.source.clone().into());
-        map.insert("type".into(), self.ty.clone().into());
+        map.insert("source".into(), self.source.as_ref().into());
+        map.insert("type".into(), self.ty.as_ref().into());
         let optional = [
             ("subject", self.subject.clone()),
             (
@@ -27,7 +29,10 @@ impl Event {
                 self.time
                     .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
             ),
-            ("datacontenttype", self.datacontenttype.clone()),
+            (
+                "datacontenttype",
+                self.datacontenttype.as_deref().map(str::to_owned),
+            ),
             ("dataschema", self.dataschema.clone()),
         ];
         for (name, value) in optional {
@@ -68,13 +73,13 @@ impl Event {
             None => return Err(EventError::Missing("specversion")),
         }
         let id = required_string(&mut map, "id")?;
-        let source = required_string(&mut map, "source")?;
-        let ty = required_string(&mut map, "type")?;
+        let source = shared_text(required_string(&mut map, "source")?);
+        let ty = required_string(&mut map, "type")?.into();
         let subject = optional_string(&mut map, "subject")?;
         let time = optional_string(&mut map, "time")?
             .map(|t| parse_time(&t))
             .transpose()?;
-        let datacontenttype = optional_string(&mut map, "datacontenttype")?;
+        let datacontenttype = optional_string(&mut map, "datacontenttype")?.map(shared_text);
         let dataschema = optional_string(&mut map, "dataschema")?;
         let data = map.remove("data");
         let data_base64 = optional_string(&mut map, "data_base64")?;
@@ -156,7 +161,7 @@ fn decode_data(event: &mut Event, value: Value) -> Result<bytes::Bytes, EventErr
         }
     }
     if event.datacontenttype.is_none() {
-        event.datacontenttype = Some(super::JSON_CONTENT_TYPE.to_owned());
+        event.datacontenttype = Some(Cow::Borrowed(super::JSON_CONTENT_TYPE));
     }
     serde_json::to_vec(&value)
         .map(Into::into)

@@ -40,7 +40,7 @@ pub(crate) async fn recv_n(
 
 /// An event of type `ty` carrying the sequence number `seq` (extension `seq`).
 pub(crate) fn numbered(ty: &str, seq: u64) -> Event {
-    Event::new(ty).with_extension("seq", seq)
+    Event::new(ty.to_owned()).with_extension("seq", seq)
 }
 
 /// The `seq` extension of an event.

@@ -31,7 +31,7 @@ async fn offsets(log: &PostgresLog) -> Vec<u64> {
 
 async fn append_numbered(log: &PostgresLog, ty: &str, from: usize, count: usize) {
     let events: Vec<Event> = (from..from + count)
-        .map(|i| Event::new(ty).with_id(format!("e{i}")))
+        .map(|i| Event::new(ty.to_owned()).with_id(format!("e{i}")))
         .collect();
     for chunk in events.chunks(100) {
         log.append(chunk.to_vec()).await.unwrap();
