@@ -7,3 +7,4 @@ mod postgres_instances;
 mod postgres_retention;
 mod serve;
 mod shared_jobs;
+mod support;

@@ -5,7 +5,6 @@
 //! when `PULSE_TEST_NATS_URL` is unset.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,79 +12,7 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-struct Instance {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start(config: &std::path::Path) -> Instance {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_pulse"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    // Killed and waited for by `Instance`'s drop, also when it never became healthy.
-    let mut instance = Instance {
-        child,
-        base,
-        _dir: dir,
-    };
-    for _ in 0..1500 {
-        if let Ok(r) = reqwest::get(format!("{}/healthz", instance.base)).await {
-            if r.status() == 200 {
-                return instance;
-            }
-        }
-        if let Ok(Some(status)) = instance.child.try_wait() {
-            panic!("pulse serve on NATS exited: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("pulse serve on NATS did not become healthy");
-}
-
-/// Deletes the test's streams and buckets when the test ends, however it ends.
-pub(crate) struct Cleanup(pub(crate) String, pub(crate) pulse_nats::NatsOptions);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let (url, options) = (self.0.clone(), self.1.clone());
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime
-                .block_on(pulse_nats::delete_log(&url, &options))
-                .ok()
-        })
-        .join();
-    }
-}
+use crate::support::{nats_log, unique, DropNatsLog, Server};
 
 /// Reads a group's SSE stream from `base`, recording the offset of every event.
 fn consume(
@@ -153,22 +80,12 @@ async fn three_instances_share_a_group_and_survive_a_sigkill() {
         println!("skipped three_instances_share_a_group_and_survive_a_sigkill: PULSE_TEST_NATS_URL is not set");
         return;
     };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let prefix = format!("pulsetest-cluster-{}-{nanos:08x}", std::process::id());
-    let _cleanup = Cleanup(url.clone(), pulse_nats::NatsOptions::new(prefix.clone()));
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pulse.toml");
-    std::fs::write(
-        &config,
-        format!("[log]\nbackend = \"nats\"\nurl = \"{url}\"\nschema = \"{prefix}\"\n"),
-    )
-    .unwrap();
-    let a = start(&config).await;
-    let b = start(&config).await;
-    let mut c = start(&config).await;
+    let prefix = format!("pulsetest-cluster-{:012x}", unique());
+    let _cleanup = DropNatsLog(url.clone(), pulse_nats::NatsOptions::new(prefix.clone()));
+    let config = nats_log(&url, &prefix);
+    let a = Server::start("a", &config).await;
+    let b = Server::start("b", &config).await;
+    let mut c = Server::start("c", &config).await;
 
     let seen: Arc<Mutex<HashMap<u64, Vec<usize>>>> = Arc::default();
     let _on_b = consume(&b.base, seen.clone(), 1);
@@ -194,8 +111,7 @@ async fn three_instances_share_a_group_and_survive_a_sigkill() {
         tokio::spawn(async move { publish(&base, "second", 300).await })
     };
     wait_until("the second round is under way", || seen.lock().len() >= 330).await;
-    c.child.kill().unwrap();
-    let _ = c.child.wait();
+    c.kill();
     on_c.abort();
     publisher.await.unwrap();
     wait_until("every event of both rounds is handled", || {

@@ -6,7 +6,6 @@
 //! Runs when `PULSE_TEST_POSTGRES_URL` names a server; works in a schema of its own.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,99 +15,9 @@ use pulse_core::EventLog;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::support::{postgres_log, unique, DropSchema, Server};
+
 const TOTAL: u64 = 300;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `pulse serve` process, killed when dropped.
-struct Instance {
-    child: Child,
-    base: String,
-    ws: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Instance {
-    async fn start(url: &str, schema: &str, name: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("pulse.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[log]\nbackend = \"postgres\"\nurl = \"{url}\"\nschema = \"{schema}\"\ninstance = \"{name}\"\n"
-            ),
-        )
-        .unwrap();
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_pulse"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let instance = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            ws: format!("ws://127.0.0.1:{port}"),
-            _dir: dir,
-        };
-        for _ in 0..1500 {
-            if let Ok(r) = reqwest::get(format!("{}/healthz", instance.base)).await {
-                if r.status() == 200 {
-                    return instance;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("pulse serve {name} did not become healthy");
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Drops the test's schema at the end, also when the test fails.
-pub(crate) struct SchemaGuard {
-    pub(crate) url: String,
-    pub(crate) name: String,
-}
-
-impl Drop for SchemaGuard {
-    fn drop(&mut self) {
-        let (url, sql) = (
-            self.url.clone(),
-            format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name),
-        );
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                    .await
-                    .ok()?;
-                tokio::spawn(connection);
-                client.batch_execute(&sql).await.ok()
-            })
-        })
-        .join();
-    }
-}
 
 /// What one WebSocket consumer saw: (offset, attempt) in arrival order, and what it acked.
 #[derive(Default)]
@@ -164,14 +73,14 @@ async fn three_instances_share_a_group_and_survive_a_kill() {
         println!("skipped three_instances_share_a_group_and_survive_a_kill: PULSE_TEST_POSTGRES_URL is not set");
         return;
     };
-    let schema = format!("pulse_t_serve3_{:012x}", fastrand_like());
-    let _guard = SchemaGuard {
+    let schema = format!("pulse_t_serve3_{:012x}", unique());
+    let _guard = DropSchema {
         url: url.clone(),
         name: schema.clone(),
     };
-    let publisher = Instance::start(&url, &schema, "node-1").await;
-    let mut doomed = Instance::start(&url, &schema, "node-2").await;
-    let survivor = Instance::start(&url, &schema, "node-3").await;
+    let publisher = Server::start("node-1", &postgres_log(&url, &schema, "node-1")).await;
+    let mut doomed = Server::start("node-2", &postgres_log(&url, &schema, "node-2")).await;
+    let survivor = Server::start("node-3", &postgres_log(&url, &schema, "node-3")).await;
 
     let seen_doomed = Arc::new(parking_lot::Mutex::new(Seen::default()));
     let seen_survivor = Arc::new(parking_lot::Mutex::new(Seen::default()));
@@ -221,8 +130,7 @@ async fn three_instances_share_a_group_and_survive_a_kill() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    doomed.child.kill().unwrap(); // SIGKILL
-    doomed.child.wait().unwrap();
+    doomed.kill();
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
@@ -303,13 +211,4 @@ async fn three_instances_share_a_group_and_survive_a_kill() {
         .unwrap();
     assert_eq!((group.committed, group.pending), (TOTAL, 0));
     drop(publisher);
-}
-
-/// A random-enough suffix for the schema name.
-fn fastrand_like() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos() as u64;
-    (nanos ^ u64::from(std::process::id()).rotate_left(32)) >> 16
 }

@@ -8,13 +8,7 @@ use futures::StreamExt;
 use pulse_core::EventLog;
 use serde_json::{json, Value};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::free_port;
 
 struct Running(Child);
 

@@ -9,99 +9,36 @@
 //! of its own, and says it is skipped otherwise.
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use crate::support::{nats_log, postgres_log, unique, DropNatsLog, DropSchema, Server};
+
 const JOB: &str = "hr";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `pulse serve` process, killed when dropped.
-struct Instance {
-    child: Child,
-    base: String,
-    name: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Instance {
-    async fn start(log_table: &str, name: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("pulse.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "{log_table}\n[[jobs]]\nname = \"{JOB}\"\nschedule = \"every 1s\"\n\
-                 windows = [\"5m\", \"1h\"]\ntz = \"UTC\"\nsource_pattern = \"health.reading.>\"\n"
-            ),
-        )
+/// `GET path` on `server`, which must answer 200 with JSON.
+async fn get(server: &Server, path: &str) -> Value {
+    let response = reqwest::get(format!("{}{path}", server.base))
+        .await
         .unwrap();
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_pulse"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut instance = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            name: name.to_owned(),
-            _dir: dir,
-        };
-        for _ in 0..1500 {
-            if let Ok(r) = reqwest::get(format!("{}/healthz", instance.base)).await {
-                if r.status() == 200 {
-                    return instance;
-                }
-            }
-            if let Ok(Some(status)) = instance.child.try_wait() {
-                panic!("pulse serve {name} exited: {status}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("pulse serve {name} did not become healthy");
-    }
+    assert_eq!(response.status(), 200, "GET {path} on {}", server.name);
+    response.json().await.unwrap()
+}
 
-    async fn get(&self, path: &str) -> Value {
-        let response = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
-        assert_eq!(response.status(), 200, "GET {path} on {}", self.name);
-        response.json().await.unwrap()
+/// The 5m and 1h rows of `user`, as the API returns them.
+async fn aggregates(server: &Server, user: &str) -> Value {
+    let mut both = Vec::new();
+    for window in ["5m", "1h"] {
+        let body = get(
+            server,
+            &format!("/v1/aggregates?user_id={user}&metric=heart_rate&window={window}"),
+        )
+        .await;
+        both.push(body["aggregates"].clone());
     }
-
-    /// The 5m and 1h rows of `user`, as the API returns them.
-    async fn aggregates(&self, user: &str) -> Value {
-        let mut both = Vec::new();
-        for window in ["5m", "1h"] {
-            let body = self
-                .get(&format!(
-                    "/v1/aggregates?user_id={user}&metric=heart_rate&window={window}"
-                ))
-                .await;
-            both.push(body["aggregates"].clone());
-        }
-        Value::Array(both)
-    }
+    Value::Array(both)
 }
 
 /// One reading as an event's data.
@@ -194,14 +131,14 @@ fn observed(aggregates: &Value) -> Vec<Vec<(String, u64, f64)>> {
 
 /// Waits until every instance serves the expected aggregates of every user, then checks
 /// that they serve identical rows (all statistics, not just counts).
-async fn converge(instances: &[&Instance], readings: &[(String, u32, u32)]) {
+async fn converge(instances: &[&Server], readings: &[(String, u32, u32)]) {
     for user in ["u0", "u1", "u2", "u3"] {
         let want = expected(readings, user);
         let mut last = Vec::new();
         for _ in 0..1200 {
             last.clear();
             for instance in instances {
-                last.push(instance.aggregates(user).await);
+                last.push(aggregates(instance, user).await);
             }
             if last.iter().all(|a| observed(a) == want) {
                 break;
@@ -241,11 +178,11 @@ fn tick(value: &Value) -> DateTime<Utc> {
 
 /// Reads every instance's runs at a moment none of them is running the job, so that
 /// every tick before each one's next tick is either in its history or was not its own.
-async fn runs(instances: &[&Instance]) -> Runs {
+async fn runs(instances: &[&Server]) -> Runs {
     'retry: for _ in 0..600 {
         let mut next = Vec::new();
         for instance in instances {
-            let jobs = instance.get("/v1/jobs").await;
+            let jobs = get(instance, "/v1/jobs").await;
             let job = &jobs["jobs"][0];
             if job["running"] == true || job["next_run"].is_null() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -258,9 +195,7 @@ async fn runs(instances: &[&Instance]) -> Runs {
         let mut coalesced = Vec::new();
         let mut from = DateTime::<Utc>::MIN_UTC;
         for instance in instances {
-            let body = instance
-                .get(&format!("/v1/jobs/{JOB}/runs?limit=100"))
-                .await;
+            let body = get(instance, &format!("/v1/jobs/{JOB}/runs?limit=100")).await;
             let records = body["runs"].as_array().unwrap();
             if records.len() == 100 {
                 // The history is full: older ticks may have left it.
@@ -335,9 +270,16 @@ where
     F: Fn(DateTime<Utc>) -> Fut,
     Fut: std::future::Future<Output = Option<String>>,
 {
-    let publisher = Instance::start(&log_table("node-1"), "node-1").await;
-    let mut doomed = Instance::start(&log_table("node-2"), "node-2").await;
-    let survivor = Instance::start(&log_table("node-3"), "node-3").await;
+    let config = |name: &str| {
+        format!(
+            "{}\n[[jobs]]\nname = \"{JOB}\"\nschedule = \"every 1s\"\n\
+             windows = [\"5m\", \"1h\"]\ntz = \"UTC\"\nsource_pattern = \"health.reading.>\"\n",
+            log_table(name)
+        )
+    };
+    let publisher = Server::start("node-1", &config("node-1")).await;
+    let mut doomed = Server::start("node-2", &config("node-2")).await;
+    let survivor = Server::start("node-3", &config("node-3")).await;
     let all = [&publisher, &doomed, &survivor];
 
     let (events, mut readings) = round_events(0);
@@ -375,8 +317,7 @@ where
     }
 
     // An instance dies mid-flight; the others keep ticking and aggregating.
-    doomed.child.kill().unwrap(); // SIGKILL
-    doomed.child.wait().unwrap();
+    doomed.kill();
     let killed_at = runs(&[&publisher, &survivor]).await.settled;
     let (events, more) = round_events(2);
     publish(&publisher.base, &events).await;
@@ -397,15 +338,11 @@ async fn postgres_instances_run_each_tick_once_and_share_aggregates() {
         return;
     };
     let schema = format!("pulse_t_jobs3_{:012x}", unique());
-    let _guard = crate::postgres_instances::SchemaGuard {
+    let _guard = DropSchema {
         url: url.clone(),
         name: schema.clone(),
     };
-    let log_table = |name: &str| {
-        format!(
-            "[log]\nbackend = \"postgres\"\nurl = \"{url}\"\nschema = \"{schema}\"\ninstance = \"{name}\"\n"
-        )
-    };
+    let log_table = |name: &str| postgres_log(&url, &schema, name);
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
@@ -429,20 +366,9 @@ async fn nats_instances_run_each_tick_once_and_share_aggregates() {
         return;
     };
     let prefix = format!("pulsetest-jobs3-{:012x}", unique());
-    let _cleanup =
-        crate::nats_instances::Cleanup(url.clone(), pulse_nats::NatsOptions::new(prefix.clone()));
-    let log_table =
-        |_: &str| format!("[log]\nbackend = \"nats\"\nurl = \"{url}\"\nschema = \"{prefix}\"\n");
+    let _cleanup = DropNatsLog(url.clone(), pulse_nats::NatsOptions::new(prefix.clone()));
+    let log_table = |_: &str| nats_log(&url, &prefix);
     // NATS names lease holders by connection, not by instance name: the runs each
     // instance reports are the record.
     scenario(log_table, |_| async { None }).await;
-}
-
-/// A random-enough suffix for schema and prefix names.
-fn unique() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos() as u64;
-    (nanos ^ u64::from(std::process::id()).rotate_left(32)) >> 16
 }
