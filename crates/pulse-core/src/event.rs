@@ -105,6 +105,10 @@ pub enum EventError {
 
 impl Event {
     /// A new event of type `ty` with a fresh UUIDv7 id, the default source and no data.
+    ///
+    /// The type, the source and the content type take a `&'static str` (a literal, kept
+    /// without copying: the usual case for a service's own event types) or an owned
+    /// `String`; pass `name.to_owned()` for a borrowed one.
     #[inline]
     pub fn new(ty: impl Into<Cow<'static, str>>) -> Self {
         Self {
