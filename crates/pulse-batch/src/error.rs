@@ -22,6 +22,14 @@ pub enum BatchError {
         /// What is wrong.
         reason: String,
     },
+    /// An input could not be read: its server is unreachable or refused a query.
+    #[error("cannot read input {input}: {reason}")]
+    InputUnavailable {
+        /// The input, without credentials.
+        input: String,
+        /// What failed.
+        reason: String,
+    },
     /// Reading or writing a file failed.
     #[error("{action} {path}: {error}")]
     Io {

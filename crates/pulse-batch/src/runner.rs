@@ -102,7 +102,7 @@ fn file_parts(input: &Input) -> Option<(&PathBuf, FileFormat)> {
     match input {
         Input::Csv(p) => Some((p, FileFormat::Csv)),
         Input::Jsonl(p) => Some((p, FileFormat::Jsonl)),
-        Input::Table { .. } => None,
+        Input::Table { .. } | Input::External(_) => None,
     }
 }
 
@@ -198,6 +198,12 @@ fn read(
         (Plan::Table { after }, Input::Table { path, table }) => {
             let mut agg = Aggregator::new(AggTable::new(Arc::clone(&job.windows)), rejects);
             let last = sqlite::aggregate_table(path, table, *after, &mut agg, progress)?;
+            let rows = Merged::new(Arc::clone(&job.windows), vec![agg.table]);
+            Ok((rows, agg.counts, last.to_string()))
+        }
+        (Plan::Table { after }, Input::External(source)) => {
+            let mut agg = Aggregator::new(AggTable::new(Arc::clone(&job.windows)), rejects);
+            let last = source.aggregate(*after, &mut agg, progress)?;
             let rows = Merged::new(Arc::clone(&job.windows), vec![agg.table]);
             Ok((rows, agg.counts, last.to_string()))
         }

@@ -1,8 +1,11 @@
-//! `pulse aggregate`: windowed statistics of health readings, from a file or SQLite table
-//! to a file or SQLite table, optionally incremental (`--state`).
+//! `pulse aggregate`: windowed statistics of health readings, from a file, a SQLite table
+//! or a PostgreSQL table to a file or SQLite table, optionally incremental (`--state`).
 //!
 //! This module only wires arguments to [`pulse_batch::run`]; it adds the progress bar
-//! (on a terminal only) and the one-line summary.
+//! (on a terminal only) and the one-line summary. PostgreSQL inputs are wired in
+//! [`postgres`], since pulse-batch links no database driver.
+
+mod postgres;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -21,8 +24,16 @@ use pulse_batch::{Job, Summary};
 /// Arguments of `pulse aggregate`.
 #[derive(clap::Args)]
 pub(crate) struct AggregateArgs {
-    /// Readings: a .csv or .jsonl file, or sqlite:PATH?table=NAME.
-    #[arg(long, env = "PULSE_AGGREGATE_INPUT")]
+    /// Readings: a .csv or .jsonl file, sqlite:PATH?table=NAME, or
+    /// postgres://USER@HOST:PORT/DB?table=NAME[&schema=NAME].
+    ///
+    /// A table needs the columns user_id, metric, value, recorded_at and optionally unit;
+    /// in PostgreSQL also an increasing integer id (e.g. bigserial), which incremental
+    /// runs resume after. PostgreSQL: postgresql:// works too, the schema defaults to
+    /// public, other query parameters (e.g. connect_timeout=10) go to the driver; the
+    /// table is read over a read-only session that creates nothing in the database (no
+    /// Pulse tables: the checkpoint lives in --state).
+    #[arg(long, env = "PULSE_AGGREGATE_INPUT", verbatim_doc_comment)]
     input: String,
     /// Comma-separated tumbling windows, e.g. 5m,1h,1d (1d is a calendar day in --tz).
     #[arg(long, env = "PULSE_AGGREGATE_WINDOW")]
@@ -47,22 +58,51 @@ pub(crate) struct AggregateArgs {
     threads: Option<usize>,
 }
 
+/// An input as given: PostgreSQL is connected only once every argument checked out.
+enum InputSpec {
+    Ready(Input),
+    Postgres(postgres::PostgresInput),
+}
+
+impl InputSpec {
+    fn parse(spec: &str) -> Result<Self, pulse_batch::BatchError> {
+        if postgres::is_postgres(spec) {
+            postgres::PostgresInput::parse(spec).map(InputSpec::Postgres)
+        } else {
+            Input::parse(spec).map(InputSpec::Ready)
+        }
+    }
+
+    fn open(self) -> Result<Input, pulse_batch::BatchError> {
+        match self {
+            InputSpec::Ready(input) => Ok(input),
+            InputSpec::Postgres(postgres) => postgres.open(),
+        }
+    }
+}
+
 fn job(args: &AggregateArgs) -> anyhow::Result<Job> {
-    let input = Input::parse(&args.input)?;
+    let input = InputSpec::parse(&args.input)?;
     let output = Output::parse(&args.output)?;
     let windows = WindowSet::parse(&args.window, &args.tz)?;
-    let mut job = Job::new(input, windows, output);
-    if let Some(state) = &args.state {
-        let path = state
-            .strip_prefix("sqlite:")
-            .filter(|p| !p.is_empty())
-            .with_context(|| format!("--state {state:?}: expected sqlite:PATH"))?;
-        job.state = Some(PathBuf::from(path));
+    let state = match &args.state {
+        Some(state) => Some(
+            state
+                .strip_prefix("sqlite:")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .with_context(|| format!("--state {state:?}: expected sqlite:PATH"))?,
+        ),
+        None => None,
+    };
+    if args.threads == Some(0) {
+        anyhow::bail!("--threads must be at least 1");
     }
+    let mut job = Job::new(input.open()?, windows, output);
+    job.state = state;
     job.rejects = args.rejects.clone();
     job.full = args.full;
     if let Some(threads) = args.threads {
-        anyhow::ensure!(threads > 0, "--threads must be at least 1");
         job.threads = threads;
     }
     Ok(job)

@@ -37,7 +37,7 @@ pub(crate) fn db(err: tokio_postgres::Error) -> LogError {
 
 /// The error's text followed by its causes ("error connecting to server: connection
 /// refused"), which the driver's own text leaves out.
-fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

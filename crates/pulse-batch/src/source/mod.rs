@@ -1,4 +1,6 @@
-//! Where readings come from: CSV and JSONL files, a SQLite table and the Pulse event log.
+//! Where readings come from: CSV and JSONL files, a SQLite table, the Pulse event log and
+//! tables of databases this crate does not link ([`TableSource`], e.g. PostgreSQL, wired
+//! in by the `pulse` binary).
 //!
 //! Every source turns its rows into [`RawReading`](crate::reading::RawReading)s and feeds
 //! an [`Aggregator`](crate::aggregator::Aggregator); each one also knows its position, so
@@ -10,8 +12,11 @@ pub mod json;
 pub mod jsonl;
 pub mod log;
 pub mod sqlite;
+mod table_source;
 
 use std::path::PathBuf;
+
+pub use table_source::{ExternalTable, TableSource};
 
 use crate::error::BatchError;
 
@@ -29,6 +34,8 @@ pub enum Input {
         /// The table.
         table: String,
     },
+    /// A table read through a [`TableSource`] (built by the caller, not by [`Input::parse`]).
+    External(ExternalTable),
 }
 
 impl Input {
@@ -86,6 +93,7 @@ impl Input {
         match self {
             Input::Csv(p) | Input::Jsonl(p) => format!("file:{}", abs(p)),
             Input::Table { path, table } => format!("sqlite:{}?table={table}", abs(path)),
+            Input::External(source) => source.source_id(),
         }
     }
 }

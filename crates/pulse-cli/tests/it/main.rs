@@ -1,6 +1,7 @@
 //! Integration tests of the `pulse` binary, one module per command.
 
 mod aggregate_cli;
+mod aggregate_postgres;
 mod log_cmd;
 mod nats_instances;
 mod postgres_instances;
