@@ -97,7 +97,10 @@ async fn publish_all(shared: &Shared, mut events: Vec<Event>) -> Result<Vec<Appe
                 let message = PublishMessage::build()
                     .payload(encode_event(event))
                     .message_id(&event.id);
-                (i, shared.names.event_subject(&event.ty), message)
+                let subject = shared
+                    .names
+                    .event_subject(&event.ty, event.subject.as_deref());
+                (i, subject, message)
             })
             .collect();
         let mut acks: Vec<(usize, PublishAckFuture)> = Vec::with_capacity(chunk.len());

@@ -12,7 +12,8 @@
 //!
 //! `redrive` publishes the dead letter's id at `<prefix>_dlq.redrive.<group>`; the
 //! group's members pull those requests from a second durable consumer and hand the
-//! event out again (outside the gate: it is already behind the committed offset). Once
+//! event out again (outside the partitions' order: it is already behind the committed
+//! offset). Once
 //! acknowledged, the record is deleted.
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use crate::error::{classify, ensure_connected};
 use crate::group::{self, settle, GroupHandle};
 use crate::log::Shared;
 use crate::metrics;
+use crate::partition::Part;
 use crate::pull::{ack_info, pull, PullError};
 use crate::read::scan;
 
@@ -182,8 +184,8 @@ pub(crate) async fn take_redriven(
         let first_failure = record.first_failure;
         let letter = record.into_dead_letter(dead_id)?;
         let offset = letter.event.offset;
-        // The consumer will not deliver it again: whatever the gate remembers is stale.
-        handle.gate.lock().remove(offset);
+        // The consumer will not deliver it again: what this instance remembers is stale.
+        handle.forget(offset);
         handle.redriven.lock().insert(
             offset,
             Redriven {
@@ -314,6 +316,9 @@ pub(crate) async fn spawn_advisory_listener(
 async fn on_max_deliveries(shared: &Shared, payload: &[u8]) -> Result<(), LogError> {
     let advisory: MaxDeliveries = serde_json::from_slice(payload)
         .map_err(|e| LogError::Incompatible(format!("unreadable advisory: {e}")))?;
+    let Some((group, _)) = Part::of_consumer(&advisory.consumer) else {
+        return Ok(());
+    };
     let message = shared
         .stream
         .get_raw_message(advisory.stream_seq)
@@ -326,15 +331,12 @@ async fn on_max_deliveries(shared: &Shared, payload: &[u8]) -> Result<(), LogErr
     );
     store(
         shared,
-        &advisory.consumer,
+        group,
         &event,
         &error,
         advisory.deliveries,
         Utc::now(),
-        &format!(
-            "{}.{}.{}",
-            advisory.consumer, advisory.stream_seq, advisory.deliveries
-        ),
+        &format!("{group}.{}.{}", advisory.stream_seq, advisory.deliveries),
     )
     .await?;
     Ok(())

@@ -13,10 +13,6 @@ use tokio::sync::watch;
 use crate::error::{classify, ensure_connected};
 use crate::{append, dead_letter, group, read, NatsLog};
 
-/// The longest a single waiting pull lasts inside `fetch_wait`, so that local timers
-/// (redelivery of events that left this instance) are looked at regularly.
-const MAX_PULL_WAIT: Duration = Duration::from_millis(500);
-
 #[async_trait]
 impl EventLog for NatsLog {
     async fn append(&self, events: Vec<Event>) -> Result<Vec<Appended>, LogError> {
@@ -86,28 +82,13 @@ impl EventLog for NatsLog {
         Ok(())
     }
 
-    /// Waits on the server (a pull request with an expiry) rather than polling.
+    /// Waits on the server (pull requests with an expiry) rather than polling.
     async fn fetch_wait(
         &self,
         group: &str,
         max: usize,
         timeout: Duration,
     ) -> Result<Vec<Delivery>, LogError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let batch = group::fetch(&self.shared, group, max, None).await?;
-            let now = tokio::time::Instant::now();
-            if !batch.is_empty() || now >= deadline {
-                return Ok(batch);
-            }
-            let wait = (deadline - now).min(MAX_PULL_WAIT);
-            if wait < Duration::from_millis(2) {
-                continue;
-            }
-            let batch = group::fetch(&self.shared, group, max, Some(wait)).await?;
-            if !batch.is_empty() {
-                return Ok(batch);
-            }
-        }
+        group::fetch(&self.shared, group, max, Some(timeout)).await
     }
 }

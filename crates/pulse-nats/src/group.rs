@@ -1,16 +1,21 @@
-//! Consumer groups: one durable pull consumer per group on the event stream, filtered by
-//! the group's pattern, with explicit acks, `ack_wait`, `max_deliver`, optional backoff
-//! and `max_ack_pending`; naks carry the delay. What JetStream does not know — Pulse's
-//! ordering per subject — is the [`Gate`](crate::gate) in front of it.
+//! Consumer groups: per group, one durable pull consumer per partition and one for
+//! events without a subject (see [`partition`](crate::partition)), filtered by the
+//! group's pattern, with explicit acks, `ack_wait`, `max_deliver`, optional backoff; naks
+//! carry the delay. A partition's consumer has `max_ack_pending = 1`: JetStream hands out
+//! its next event only once the previous one is acknowledged or terminated, whichever
+//! instance holds it — that is Pulse's order per subject, across instances, kept by the
+//! server. What this module keeps per instance is only what an ack or nack needs: the
+//! reply subject of every event it handed out.
 //!
 //! Acks and naks are sent as requests (JetStream's "double ack"): when `ack` returns, the
 //! server has recorded it, so an acknowledged event is never redelivered and a lost
 //! connection shows as `Unavailable` instead of a silently dropped ack.
 //!
-//! The committed offset of a group is the consumer's ack floor (every event at or below
-//! it is acknowledged or terminated); pending is its count of unacknowledged deliveries.
+//! The committed offset of a group is the offset before the first event of any of its
+//! consumers that is not acknowledged yet (from each consumer's ack floor); pending is
+//! the sum of their unacknowledged deliveries.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,27 +23,42 @@ use async_nats::jetstream::consumer::{self, pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::Subject;
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use parking_lot::Mutex;
 use pulse_core::log::validate_group_name;
 use pulse_core::{Delivery, GroupConfig, GroupInfo, LogError, NackOutcome, Pattern, StoredEvent};
 use tokio::time::Instant;
-use tracing::warn;
 
-use crate::codec::decode_event;
 use crate::dead_letter::{self, Redriven};
 use crate::error::{classify, ensure_connected};
-use crate::gate::Gate;
+use crate::feed::{Ask, Feed};
 use crate::log::Shared;
-use crate::pull::{ack_info, pull, PullError};
+use crate::partition::Part;
 
-/// A pulled message waiting in the gate or handed out.
+/// The longest `fetch` waits for the answers of consumers asked for what they have now,
+/// when nothing is held yet. Only a partition whose previous event another instance
+/// still holds answers later (when that event is acknowledged); its event is then held
+/// for the next fetch.
+const ROUND_WAIT: Duration = Duration::from_millis(100);
+
+/// The longest a single waiting request lasts, so that timers of this instance
+/// (deliveries that ran out of their ack wait) are looked at regularly.
+const MAX_PULL_WAIT: Duration = Duration::from_millis(500);
+
+/// An event handed out by this instance, until it is acknowledged or forgotten.
 #[derive(Clone, Debug)]
-pub(crate) struct Pending {
+pub(crate) struct Delivered {
     pub(crate) reply: Subject,
     pub(crate) event: StoredEvent,
     pub(crate) attempt: u32,
+    part: Part,
+    /// In flight: due back by then. Away (nacked or expired; the server redelivers it):
+    /// forgotten then.
+    deadline: Instant,
+    away: bool,
+    /// When a delivery of it first failed here.
+    first_failure: Option<DateTime<Utc>>,
 }
 
 /// This instance's view of one group.
@@ -46,24 +66,72 @@ pub(crate) struct Pending {
 pub(crate) struct GroupHandle {
     pub(crate) name: String,
     pub(crate) config: Mutex<GroupConfig>,
-    pub(crate) gate: Mutex<Gate<Pending>>,
+    feed: Feed,
+    delivered: Mutex<HashMap<u64, Delivered>>,
     pub(crate) redriven: Mutex<HashMap<u64, Redriven>>,
     /// When to look for redrive requests next.
     pub(crate) redrive_due: Mutex<Instant>,
-    /// One pull at a time per group and instance, so the gate sees messages in order.
+    /// When this instance last fetched for the group.
+    last_fetch: Mutex<Instant>,
+    /// One fetch at a time per group and instance.
     fetch_lock: tokio::sync::Mutex<()>,
 }
 
 impl GroupHandle {
-    fn new(name: &str, config: GroupConfig) -> Self {
-        Self {
+    async fn new(shared: &Shared, name: &str, config: GroupConfig) -> Result<Self, LogError> {
+        let feed = Feed::start(
+            &shared.client,
+            &shared.names.stream,
+            name,
+            shared.names.partitions,
+        )
+        .await?;
+        Ok(Self {
             name: name.to_owned(),
             config: Mutex::new(config),
-            gate: Mutex::new(Gate::default()),
+            feed,
+            delivered: Mutex::new(HashMap::new()),
             redriven: Mutex::new(HashMap::new()),
             redrive_due: Mutex::new(Instant::now()),
+            last_fetch: Mutex::new(Instant::now()),
             fetch_lock: tokio::sync::Mutex::new(()),
-        }
+        })
+    }
+
+    /// Forgets an event handed out here (its redriven dead letter is handed out instead).
+    pub(crate) fn forget(&self, offset: u64) {
+        self.delivered.lock().remove(&offset);
+    }
+
+    /// Partitions with an event in flight here or held: JetStream will not hand out
+    /// their next event, so asking them is useless.
+    fn busy(&self, now: Instant) -> Vec<Part> {
+        let mut busy: Vec<Part> = self
+            .delivered
+            .lock()
+            .values()
+            .filter(|d| !d.away && d.deadline > now && matches!(d.part, Part::Partition(_)))
+            .map(|d| d.part)
+            .collect();
+        busy.extend(
+            self.feed
+                .held_parts()
+                .into_iter()
+                .filter(|p| matches!(p, Part::Partition(_))),
+        );
+        busy
+    }
+
+    /// In-flight deliveries past their deadline are away (the server redelivers them);
+    /// away ones not back in time are forgotten.
+    fn expire(&self, now: Instant, ack_wait: Duration) {
+        self.delivered.lock().retain(|_, d| {
+            if !d.away && d.deadline <= now {
+                d.away = true;
+                d.deadline += ack_wait;
+            }
+            !(d.away && d.deadline <= now)
+        });
     }
 }
 
@@ -72,6 +140,7 @@ fn consumer_config(
     name: &str,
     config: &GroupConfig,
     deliver: DeliverPolicy,
+    part: Part,
 ) -> pull::Config {
     let max_deliver = config.max_deliver.max(1);
     let backoff = if shared.options.backoff.len() < max_deliver as usize {
@@ -80,17 +149,20 @@ fn consumer_config(
         Vec::new()
     };
     pull::Config {
-        durable_name: Some(name.to_owned()),
+        durable_name: Some(part.consumer(name)),
         description: Some(format!(
-            "pulse consumer group; {ACK_WAIT_TAG}{}",
+            "pulse consumer group {name}; {ACK_WAIT_TAG}{}",
             config.ack_wait.as_millis()
         )),
         deliver_policy: deliver,
         ack_policy: AckPolicy::Explicit,
         ack_wait: config.ack_wait.min(shared.options.liveness),
         max_deliver: i64::from(max_deliver),
-        filter_subject: shared.names.event_filter(Some(config.pattern.as_str())),
-        max_ack_pending: shared.options.max_ack_pending,
+        filter_subject: shared.names.part_filter(part, config.pattern.as_str()),
+        max_ack_pending: match part {
+            Part::Partition(_) => 1,
+            Part::Unordered => shared.options.max_ack_pending,
+        },
         backoff,
         ..Default::default()
     }
@@ -108,20 +180,56 @@ fn ack_wait_of(config: &consumer::Config) -> Duration {
         .map_or(config.ack_wait, Duration::from_millis)
 }
 
-fn info_of(shared: &Shared, info: &consumer::Info) -> Result<GroupInfo, LogError> {
-    Ok(GroupInfo {
-        name: info.name.clone(),
-        pattern: pattern_of(shared, &info.config)?,
-        // A group started at `latest` has acknowledged nothing yet, but everything before
-        // its start counts as handled.
-        committed: match info.config.deliver_policy {
+/// The group `name` made of the consumers `infos` (all of its parts), given the stream's
+/// last offset read before them.
+async fn info_of(
+    shared: &Shared,
+    name: &str,
+    infos: &[consumer::Info],
+    last: u64,
+) -> Result<GroupInfo, LogError> {
+    let unordered = infos
+        .iter()
+        .find(|i| Part::of_consumer(&i.name) == Some((name, Part::Unordered)))
+        .ok_or_else(|| LogError::UnknownGroup(name.to_owned()))?;
+    let mut committed = last;
+    for info in infos {
+        // A group started at `latest` has acknowledged nothing yet, but everything
+        // before its start counts as handled.
+        let floor = match info.config.deliver_policy {
             DeliverPolicy::ByStartSequence { start_sequence } => info
                 .ack_floor
                 .stream_sequence
                 .max(start_sequence.saturating_sub(1)),
             _ => info.ack_floor.stream_sequence,
-        },
-        pending: info.num_ack_pending,
+        };
+        if info.num_ack_pending == 0 && info.num_pending == 0 {
+            // Everything of this consumer's up to `last` is acknowledged.
+            continue;
+        }
+        // The consumer's first event not acknowledged yet is its first after the floor.
+        let next = shared
+            .stream
+            .direct_get_next_for_subject(&info.config.filter_subject, Some(floor + 1))
+            .await;
+        let bound = match next {
+            Ok(message) => message.sequence.saturating_sub(1).max(floor),
+            Err(e) if e.to_string().contains("not found") => last,
+            Err(e) => {
+                return Err(classify(
+                    &shared.client,
+                    "cannot read a group's position",
+                    e,
+                ))
+            }
+        };
+        committed = committed.min(bound);
+    }
+    Ok(GroupInfo {
+        name: name.to_owned(),
+        pattern: pattern_of(shared, &unordered.config)?,
+        committed,
+        pending: infos.iter().map(|i| i.num_ack_pending).sum(),
     })
 }
 
@@ -153,6 +261,16 @@ async fn consumer_info(shared: &Shared, name: &str) -> Result<Option<consumer::I
     }
 }
 
+async fn last_offset(shared: &Shared) -> Result<u64, LogError> {
+    Ok(shared
+        .stream
+        .get_info()
+        .await
+        .map_err(|e| classify(&shared.client, "cannot read the stream state", e))?
+        .state
+        .last_sequence)
+}
+
 pub(crate) async fn ensure_group(
     shared: &Shared,
     name: &str,
@@ -165,38 +283,44 @@ pub(crate) async fn ensure_group(
         ));
     }
     ensure_connected(&shared.client)?;
-    let existing = consumer_info(shared, name).await?;
+    let last = last_offset(shared).await?;
+    let existing = consumer_info(shared, &Part::Unordered.consumer(name)).await?;
     let deliver = match &existing {
         // JetStream cannot change where a consumer started; the position is kept anyway.
         Some(info) => info.config.deliver_policy,
         None => match config.start {
             pulse_core::StartPosition::Earliest => DeliverPolicy::All,
-            pulse_core::StartPosition::Latest => {
-                let info = shared
-                    .stream
-                    .get_info()
-                    .await
-                    .map_err(|e| classify(&shared.client, "cannot read the stream state", e))?;
-                DeliverPolicy::ByStartSequence {
-                    start_sequence: info.state.last_sequence + 1,
-                }
-            }
+            pulse_core::StartPosition::Latest => DeliverPolicy::ByStartSequence {
+                start_sequence: last + 1,
+            },
         },
     };
-    let wanted = consumer_config(shared, name, &config, deliver);
     if let Some(info) = &existing {
-        if info.config.filter_subject != wanted.filter_subject {
+        let wanted = shared
+            .names
+            .part_filter(Part::Unordered, config.pattern.as_str());
+        if info.config.filter_subject != wanted {
             return Err(LogError::InvalidGroup(format!(
                 "group {name:?} receives {:?}; JetStream cannot change a consumer's filter, use another group name",
                 pattern_of(shared, &info.config).map(|p| p.as_str().to_owned()).unwrap_or_default()
             )));
         }
     }
-    let consumer = shared
-        .stream
-        .create_consumer(wanted)
-        .await
-        .map_err(|e| classify(&shared.client, "cannot create the consumer group", e))?;
+    // The unordered consumer last: it is what makes the group exist for `handle`.
+    let mut infos = Vec::new();
+    let parts: Vec<Part> = Part::all(shared.names.partitions).collect();
+    for chunk in parts.chunks(32) {
+        let creates = chunk.iter().map(|&part| {
+            shared
+                .stream
+                .create_consumer(consumer_config(shared, name, &config, deliver, part))
+        });
+        for created in futures::future::join_all(creates).await {
+            let consumer = created
+                .map_err(|e| classify(&shared.client, "cannot create the consumer group", e))?;
+            infos.push(consumer.cached_info().clone());
+        }
+    }
     let redrive = pull::Config {
         durable_name: Some(name.to_owned()),
         description: Some("pulse redrive requests".into()),
@@ -210,12 +334,17 @@ pub(crate) async fn ensure_group(
         .create_consumer(redrive)
         .await
         .map_err(|e| classify(&shared.client, "cannot create the redrive consumer", e))?;
-    let info = info_of(shared, consumer.cached_info())?;
-    let mut groups = shared.groups.lock();
-    match groups.get(name) {
+    let info = info_of(shared, name, &infos, last).await?;
+    let existing = shared.groups.lock().get(name).cloned();
+    match existing {
         Some(handle) => *handle.config.lock() = config,
         None => {
-            groups.insert(name.to_owned(), Arc::new(GroupHandle::new(name, config)));
+            let handle = Arc::new(GroupHandle::new(shared, name, config).await?);
+            shared
+                .groups
+                .lock()
+                .entry(name.to_owned())
+                .or_insert(handle);
         }
     }
     Ok(info)
@@ -230,13 +359,13 @@ pub(crate) async fn handle(shared: &Shared, name: &str) -> Result<Arc<GroupHandl
         return Err(LogError::UnknownGroup(name.to_owned()));
     }
     ensure_connected(&shared.client)?;
-    let info = consumer_info(shared, name)
+    let info = consumer_info(shared, &Part::Unordered.consumer(name))
         .await?
         .ok_or_else(|| LogError::UnknownGroup(name.to_owned()))?;
     let mut config = GroupConfig::new(pattern_of(shared, &info.config)?);
     config.ack_wait = ack_wait_of(&info.config);
     config.max_deliver = u32::try_from(info.config.max_deliver.max(1)).unwrap_or(u32::MAX);
-    let handle = Arc::new(GroupHandle::new(name, config));
+    let handle = Arc::new(GroupHandle::new(shared, name, config).await?);
     Ok(shared
         .groups
         .lock()
@@ -247,22 +376,36 @@ pub(crate) async fn handle(shared: &Shared, name: &str) -> Result<Arc<GroupHandl
 
 pub(crate) async fn groups(shared: &Shared) -> Result<Vec<GroupInfo>, LogError> {
     ensure_connected(&shared.client)?;
+    let last = last_offset(shared).await?;
     let infos: Vec<consumer::Info> = shared
         .stream
         .consumers()
         .try_collect()
         .await
         .map_err(|e| classify(&shared.client, "cannot list consumer groups", e))?;
-    let mut groups = Vec::new();
-    for info in infos.iter().filter(|i| i.config.durable_name.is_some()) {
-        groups.push(info_of(shared, info)?);
+    let mut by_group: BTreeMap<&str, Vec<consumer::Info>> = BTreeMap::new();
+    for info in &infos {
+        if info.config.durable_name.is_none() {
+            continue;
+        }
+        if let Some((group, _)) = Part::of_consumer(&info.name) {
+            by_group.entry(group).or_default().push(info.clone());
+        }
     }
-    groups.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut groups = Vec::new();
+    for (name, infos) in by_group {
+        match info_of(shared, name, &infos, last).await {
+            Ok(info) => groups.push(info),
+            // Consumers of a group being created or deleted right now.
+            Err(LogError::UnknownGroup(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(groups)
 }
 
-/// Hands out up to `max` events: redriven dead letters, events released by the gate,
-/// and fresh ones pulled from the consumer (waiting up to `wait` for one when given).
+/// Hands out up to `max` events: redriven dead letters, then events the group's
+/// consumers sent (waiting up to `wait` for one when given).
 pub(crate) async fn fetch(
     shared: &Shared,
     name: &str,
@@ -275,64 +418,65 @@ pub(crate) async fn fetch(
         return Ok(Vec::new());
     }
     let _turn = handle.fetch_lock.lock().await;
+    let start = Instant::now();
+    *handle.last_fetch.lock() = start;
+    let deadline = wait.map(|w| start + w);
     let ack_wait = handle.config.lock().ack_wait;
-    let now = Instant::now();
+    handle.expire(start, ack_wait);
     let mut out = dead_letter::take_redriven(shared, &handle, max).await?;
-    let ready = handle
-        .gate
-        .lock()
-        .take_ready(now, max - out.len(), ack_wait);
-    out.extend(ready.into_iter().map(|(_, p)| delivery(p)));
-    if out.len() >= max {
-        return Ok(out);
+    let feed = &handle.feed;
+    let held_before = feed.held();
+    let asked = feed
+        .request(&shared.client, Ask::Now, max, &handle.busy(start))
+        .await?;
+    if held_before == 0 && out.is_empty() && !asked.is_empty() {
+        feed.answered(&asked, Instant::now() + ROUND_WAIT).await;
     }
-    let batch = if wait.is_some() { 1 } else { max - out.len() };
-    let messages = match pull(shared, &shared.names.stream, name, batch, wait).await {
-        Ok(messages) => messages,
-        Err(PullError::NoConsumer) => {
+    loop {
+        if feed.missing() {
             shared.groups.lock().remove(name);
             return Err(LogError::UnknownGroup(name.to_owned()));
         }
-        Err(PullError::Log(e)) => return Err(e),
-    };
-    let now = Instant::now();
-    for message in messages {
-        let Some(reply) = message.reply.clone() else {
-            continue;
-        };
-        let Some((attempt, seq, _)) = ack_info(&reply) else {
-            continue;
-        };
-        match decode_event(seq, &message.payload) {
-            Ok(event) => {
-                let subject = event.event.subject.clone();
-                let pending = Pending {
-                    reply,
-                    event,
-                    attempt,
-                };
-                handle.gate.lock().admit(seq, subject, pending);
-            }
-            Err(err) => {
-                // Not a Pulse event: it can never be handled, so it is not handed out.
-                warn!(group = %name, offset = seq, %err, "terminating a message that is not a Pulse event");
-                let _ = settle(shared, &reply, Bytes::from_static(b"+TERM")).await;
+        let now = Instant::now();
+        let taken = feed.take(max - out.len());
+        {
+            let mut delivered = handle.delivered.lock();
+            for pending in taken {
+                let first_failure = delivered
+                    .get(&pending.event.offset)
+                    .and_then(|d| d.first_failure);
+                out.push(Delivery {
+                    event: pending.event.clone(),
+                    attempt: pending.attempt,
+                });
+                delivered.insert(
+                    pending.event.offset,
+                    Delivered {
+                        reply: pending.reply,
+                        event: pending.event,
+                        attempt: pending.attempt,
+                        part: pending.part,
+                        deadline: now + ack_wait,
+                        away: false,
+                        first_failure,
+                    },
+                );
             }
         }
+        let Some(deadline) = deadline else {
+            break;
+        };
+        if !out.is_empty() || now >= deadline {
+            break;
+        }
+        let step = (deadline - now).min(MAX_PULL_WAIT);
+        handle.expire(now, ack_wait);
+        feed.request(&shared.client, Ask::Wait(step), max, &handle.busy(now))
+            .await?;
+        feed.arrival(now + step).await;
     }
-    let ready = handle
-        .gate
-        .lock()
-        .take_ready(now, max - out.len(), ack_wait);
-    out.extend(ready.into_iter().map(|(_, p)| delivery(p)));
+    out.sort_by_key(|d| d.event.offset);
     Ok(out)
-}
-
-fn delivery(pending: Pending) -> Delivery {
-    Delivery {
-        event: pending.event,
-        attempt: pending.attempt,
-    }
 }
 
 /// Sends an ack of kind `body` to `reply` and waits until the server has recorded it.
@@ -347,24 +491,24 @@ pub(crate) async fn settle(shared: &Shared, reply: &Subject, body: Bytes) -> Res
 
 pub(crate) async fn ack(shared: &Shared, name: &str, offsets: &[u64]) -> Result<(), LogError> {
     let handle = handle(shared, name).await?;
-    let mut gated = Vec::new();
+    let mut handed = Vec::new();
     let mut redriven = Vec::new();
     {
-        let gate = handle.gate.lock();
+        let delivered = handle.delivered.lock();
         let redrives = handle.redriven.lock();
         let unique: std::collections::BTreeSet<u64> = offsets.iter().copied().collect();
         for offset in unique {
             if let Some(r) = redrives.get(&offset) {
                 redriven.push((offset, r.clone()));
-            } else if let Some(pending) = gate.delivered(offset) {
-                gated.push((offset, pending.reply.clone()));
+            } else if let Some(d) = delivered.get(&offset) {
+                handed.push((offset, d.reply.clone()));
             }
         }
     }
-    let gate = &handle.gate;
-    let acks = gated.iter().map(|(offset, reply)| async move {
+    let handle_ref = &handle;
+    let acks = handed.iter().map(|(offset, reply)| async move {
         settle(shared, reply, Bytes::from_static(b"+ACK")).await?;
-        gate.lock().remove(*offset);
+        handle_ref.forget(*offset);
         Ok::<(), LogError>(())
     });
     let results = futures::future::join_all(acks).await;
@@ -391,14 +535,22 @@ pub(crate) async fn nack(
         return dead_letter::nack_redriven(shared, &handle, offset, r, delay, error, max_deliver)
             .await;
     }
-    let pending = handle.gate.lock().delivered(offset).cloned();
-    let Some(pending) = pending else {
+    let first_failure = {
+        let mut delivered = handle.delivered.lock();
+        let Some(d) = delivered.get_mut(&offset) else {
+            return Err(LogError::UnknownDelivery {
+                group: name.to_owned(),
+                offset,
+            });
+        };
+        *d.first_failure.get_or_insert_with(Utc::now)
+    };
+    let Some(pending) = handle.delivered.lock().get(&offset).cloned() else {
         return Err(LogError::UnknownDelivery {
             group: name.to_owned(),
             offset,
         });
     };
-    let first_failure = handle.gate.lock().failed(offset, Utc::now());
     if pending.attempt >= max_deliver {
         // The handler's error text is here and nowhere else: write the dead letter now
         // and terminate the message, rather than wait for JetStream's advisory.
@@ -413,38 +565,52 @@ pub(crate) async fn nack(
         )
         .await?;
         settle(shared, &pending.reply, Bytes::from_static(b"+TERM")).await?;
-        handle.gate.lock().remove(offset);
+        handle.forget(offset);
         return Ok(NackOutcome::DeadLettered(id));
     }
     let body: Bytes = async_nats::jetstream::AckKind::Nak(Some(delay)).into();
     settle(shared, &pending.reply, body).await?;
-    handle
-        .gate
-        .lock()
-        .nacked(offset, Instant::now(), delay, ack_wait);
+    if let Some(d) = handle.delivered.lock().get_mut(&offset) {
+        d.away = true;
+        d.deadline = Instant::now() + delay + ack_wait;
+    }
     Ok(NackOutcome::Redeliver)
 }
 
 /// Keeps this instance's held and in-flight messages alive on the server (progress acks)
 /// every third of the liveness window, until the log is dropped. If the instance dies,
-/// the server redelivers its messages to others one liveness window later.
+/// the server redelivers its messages to others one liveness window later. Held messages
+/// of a group this instance stopped fetching are handed back instead.
 pub(crate) async fn keep_alive(shared: std::sync::Weak<Shared>) {
     loop {
         let Some(strong) = shared.upgrade() else {
             return;
         };
-        let every = (strong.options.liveness / 3).max(Duration::from_millis(50));
+        let liveness = strong.options.liveness;
+        let every = (liveness / 3).max(Duration::from_millis(50));
         let handles: Vec<Arc<GroupHandle>> = strong.groups.lock().values().cloned().collect();
         let now = Instant::now();
         for handle in handles {
             let mut replies: Vec<Subject> = handle
-                .gate
+                .delivered
                 .lock()
-                .alive(now)
-                .into_iter()
-                .map(|p| p.reply)
+                .values()
+                .filter(|d| !d.away && d.deadline > now)
+                .map(|d| d.reply.clone())
                 .collect();
             replies.extend(dead_letter::alive(&handle, now));
+            let fetching = now.duration_since(*handle.last_fetch.lock()) < liveness;
+            if fetching {
+                replies.extend(handle.feed.held_replies());
+            } else {
+                let idle = handle.feed.take(usize::MAX);
+                for pending in idle {
+                    let _ = strong
+                        .client
+                        .publish(pending.reply, Bytes::from_static(b"-NAK"))
+                        .await;
+                }
+            }
             for reply in replies {
                 // Best effort: a lost progress report only means an early redelivery.
                 let _ = strong
@@ -464,12 +630,13 @@ pub(crate) async fn release_all(shared: &Shared) {
     let handles: Vec<Arc<GroupHandle>> = shared.groups.lock().drain().map(|(_, h)| h).collect();
     for handle in handles {
         let mut replies: Vec<Subject> = handle
-            .gate
+            .delivered
             .lock()
             .drain()
-            .into_iter()
-            .map(|p| p.reply)
+            .filter(|(_, d)| !d.away)
+            .map(|(_, d)| d.reply)
             .collect();
+        replies.extend(handle.feed.take(usize::MAX).into_iter().map(|p| p.reply));
         replies.extend(dead_letter::drain(&handle));
         for reply in replies {
             let _ = shared

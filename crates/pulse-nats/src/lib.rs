@@ -55,17 +55,18 @@ mod codec;
 mod dead_letter;
 mod error;
 mod event_log;
-mod gate;
+mod feed;
 mod group;
 mod jobs;
 mod log;
 pub mod metrics;
 mod options;
+mod partition;
 mod pull;
 mod read;
 
 pub use log::NatsLog;
-pub use options::{Names, NatsOptions};
+pub use options::{Names, NatsOptions, MAX_PARTITIONS};
 
 /// Deletes every JetStream resource of the log named by `options` (streams and KV
 /// buckets), for tests and for operators retiring a log. Missing ones are skipped.

@@ -97,7 +97,7 @@ impl NatsLog {
         };
         let events = stream::Config {
             name: names.stream.clone(),
-            subjects: vec![names.event_filter(None)],
+            subjects: vec![names.stream_subjects()],
             storage,
             duplicate_window: options.duplicate_window,
             max_age: options.max_age.unwrap_or_default(),
@@ -105,10 +105,14 @@ impl NatsLog {
                 .max_events
                 .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
             allow_direct: true,
-            description: Some("Pulse event log".into()),
+            description: Some(format!(
+                "Pulse event log; {PARTITIONS_TAG}{}",
+                options.partitions
+            )),
             ..Default::default()
         };
         let stream = ensure_stream(&client, &js, events).await?;
+        check_layout(&stream.cached_info().config, &names)?;
         let dead = stream::Config {
             name: names.dead_stream.clone(),
             subjects: vec![format!("{}.>", names.dead_prefix)],
@@ -166,6 +170,32 @@ impl NatsLog {
     }
 }
 
+/// Where the event stream records its number of partitions.
+const PARTITIONS_TAG: &str = "partitions=";
+
+/// Refuses an event stream whose partitions differ from this instance's: events of one
+/// subject would land in two partitions and lose their order.
+fn check_layout(config: &stream::Config, names: &Names) -> Result<(), LogError> {
+    let recorded = config
+        .description
+        .as_deref()
+        .and_then(|d| d.split(PARTITIONS_TAG).nth(1))
+        .and_then(|n| n.trim().parse::<u32>().ok());
+    match recorded {
+        Some(n) if n == names.partitions => Ok(()),
+        Some(n) => Err(LogError::Incompatible(format!(
+            "stream {} was created with {n} partitions, this instance is configured with {}; \
+             every instance of a log must use the stream's number of partitions",
+            config.name, names.partitions
+        ))),
+        None => Err(LogError::Incompatible(format!(
+            "stream {} does not record its number of partitions; it is not a Pulse event log \
+             of this version",
+            config.name
+        ))),
+    }
+}
+
 /// Opens the stream of `config`, creating it when missing and updating its duplicate
 /// window and retention limits when they differ; a stream of that name with other subjects is not Pulse's.
 async fn ensure_stream(
@@ -177,6 +207,21 @@ async fn ensure_stream(
     match js.get_stream(&name).await {
         Ok(stream) => {
             let existing = &stream.cached_info().config;
+            // An event stream of an earlier Pulse: every type right under the prefix.
+            let unpartitioned = config
+                .subjects
+                .first()
+                .and_then(|s| s.strip_suffix(".*.>"))
+                .map(|prefix| vec![format!("{prefix}.>")]);
+            if unpartitioned.as_ref() == Some(&existing.subjects) {
+                return Err(LogError::Incompatible(format!(
+                    "stream {name} holds events in the unpartitioned layout of an earlier Pulse \
+                     (subjects {:?}); this version stores them per partition ({:?}) so that \
+                     several instances keep the order per subject; delete the stream (its \
+                     events are not carried over) or use another prefix",
+                    existing.subjects, config.subjects
+                )));
+            }
             if existing.subjects != config.subjects {
                 return Err(LogError::Incompatible(format!(
                     "stream {name} exists with subjects {:?}, not {:?}",

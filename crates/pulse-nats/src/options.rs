@@ -2,19 +2,29 @@
 //! behaves.
 //!
 //! The prefix is the unit of isolation: every event of the log is published under
-//! `<prefix>.<event type>` into one stream, and the dead-letter stream and KV buckets
-//! take their names from it. Instances that should share a log name the same prefix.
+//! `<prefix>.<partition>.<event type>` into one stream (see
+//! [`partition`](crate::partition)), and the dead-letter stream and KV buckets take
+//! their names from it. Instances that should share a log name the same prefix and the
+//! same number of partitions.
 
 use std::time::Duration;
 
 use pulse_core::LogError;
 
+use crate::partition::Part;
+
 /// Settings of a [`NatsLog`](crate::NatsLog).
 #[derive(Clone, Debug)]
 pub struct NatsOptions {
     /// The subject prefix: dot-separated tokens of `[A-Za-z0-9_-]`. Events are published
-    /// to `<prefix>.<event type>`.
+    /// to `<prefix>.<partition>.<event type>`.
     pub prefix: String,
+    /// How many partitions events with a subject are spread over (by a hash of the
+    /// subject). Events of one partition are handled one at a time per group, across
+    /// every instance, so this bounds a group's concurrency for events with a subject.
+    /// Fixed when the stream is created and recorded in it: every instance must use the
+    /// same value, and opening a stream made with another value is refused.
+    pub partitions: u32,
     /// The stream's name; `None` derives it from the prefix (dots become `_`).
     pub stream: Option<String>,
     /// JetStream's duplicate window: a publish whose event id was stored less than this
@@ -37,8 +47,9 @@ pub struct NatsOptions {
     pub request_timeout: Duration,
     /// How long to wait for the first connection.
     pub connect_timeout: Duration,
-    /// The most events one group has fetched and not yet acknowledged, per group
-    /// (JetStream's `max_ack_pending`); bounds the memory of every member.
+    /// The most events without a subject one group has fetched and not yet
+    /// acknowledged (JetStream's `max_ack_pending` of the group's unordered consumer;
+    /// each partition's is 1); bounds the memory of every member.
     pub max_ack_pending: i64,
     /// Redelivery delays after an ack-wait expiry (JetStream's consumer `backoff`);
     /// empty means every redelivery waits the group's ack wait. Used only when shorter
@@ -62,12 +73,14 @@ impl Default for NatsOptions {
 }
 
 impl NatsOptions {
-    /// Defaults for the log under `prefix`: file storage, a 2 minute duplicate window
-    /// without an id index, 5 s timeouts, a 3 s liveness window, up to 4,096 unacknowledged events per group,
-    /// job leases kept a day, other instances' appends seen within 100 ms.
+    /// Defaults for the log under `prefix`: 16 partitions, file storage, a 2 minute
+    /// duplicate window without an id index, 5 s timeouts, a 3 s liveness window, up to
+    /// 4,096 unacknowledged events without a subject per group, job leases kept a day,
+    /// other instances' appends seen within 100 ms.
     pub fn new(prefix: impl Into<String>) -> Self {
         Self {
             prefix: prefix.into(),
+            partitions: 16,
             stream: None,
             duplicate_window: Duration::from_secs(120),
             id_index: false,
@@ -103,6 +116,12 @@ impl NatsOptions {
                     "stream must be 1 to 64 characters of [A-Za-z0-9_-], got {stream:?}"
                 )));
             }
+        }
+        if !(1..=MAX_PARTITIONS).contains(&self.partitions) {
+            return Err(invalid(format!(
+                "partitions must be 1 to {MAX_PARTITIONS}, got {}",
+                self.partitions
+            )));
         }
         if self.duplicate_window < Duration::from_millis(100) {
             return Err(invalid("duplicate_window must be at least 100ms".into()));
@@ -144,6 +163,7 @@ impl NatsOptions {
             .unwrap_or_else(|| self.prefix.replace('.', "_"));
         Names {
             events_subject_prefix: self.prefix.clone(),
+            partitions: self.partitions,
             dead_stream: format!("{stream}_DLQ"),
             dead_prefix: format!("{}_dlq", self.prefix),
             ids_bucket: format!("{stream}_ids"),
@@ -161,8 +181,10 @@ impl NatsOptions {
 pub struct Names {
     /// The event stream.
     pub stream: String,
-    /// Events are published to `<this>.<event type>`.
+    /// Events are published to `<this>.<partition>.<event type>`.
     pub events_subject_prefix: String,
+    /// How many partitions events with a subject are spread over.
+    pub partitions: u32,
     /// The dead-letter stream.
     pub dead_stream: String,
     /// Its subjects: `<this>.dead.<group>` (dead letters) and `<this>.redrive.<group>`
@@ -179,22 +201,39 @@ pub struct Names {
 }
 
 impl Names {
-    /// The subject of events of type `ty`.
-    pub fn event_subject(&self, ty: &str) -> String {
-        format!("{}.{ty}", self.events_subject_prefix)
+    /// The subject of an event of type `ty` and subject `subject`.
+    pub fn event_subject(&self, ty: &str, subject: Option<&str>) -> String {
+        let part = Part::of(subject, self.partitions);
+        format!("{}.{}.{ty}", self.events_subject_prefix, part.token())
+    }
+
+    /// The subjects of the event stream: every partition, every type.
+    pub fn stream_subjects(&self) -> String {
+        format!("{}.*.>", self.events_subject_prefix)
     }
 
     /// The subject filter of events whose type matches `pattern` (Pulse's pattern
-    /// grammar is NATS's, so it maps token for token).
+    /// grammar is NATS's, so it maps token for token), in every partition.
     pub fn event_filter(&self, pattern: Option<&str>) -> String {
-        format!("{}.{}", self.events_subject_prefix, pattern.unwrap_or(">"))
+        format!(
+            "{}.*.{}",
+            self.events_subject_prefix,
+            pattern.unwrap_or(">")
+        )
     }
 
-    /// The event type of a message published on `subject`, if it is one of the log's.
+    /// The subject filter of the events of `part` whose type matches `pattern`.
+    pub(crate) fn part_filter(&self, part: Part, pattern: &str) -> String {
+        format!("{}.{}.{pattern}", self.events_subject_prefix, part.token())
+    }
+
+    /// The event type (or pattern) of a subject (or filter) of the log's.
     pub fn event_type<'a>(&self, subject: &'a str) -> Option<&'a str> {
-        subject
+        let rest = subject
             .strip_prefix(self.events_subject_prefix.as_str())?
-            .strip_prefix('.')
+            .strip_prefix('.')?;
+        let (_part, ty) = rest.split_once('.')?;
+        Some(ty)
     }
 
     /// The subject of `group`'s dead letters (`*` for every group).
@@ -208,6 +247,9 @@ impl Names {
     }
 }
 
+/// The most partitions a log may have (each is one consumer per group).
+pub const MAX_PARTITIONS: u32 = 1024;
+
 fn invalid(message: String) -> LogError {
     LogError::Incompatible(format!("invalid NATS options: {message}"))
 }
@@ -220,11 +262,26 @@ mod tests {
     fn names_follow_the_prefix() {
         let names = NatsOptions::new("acme.pulse").names();
         assert_eq!(names.stream, "acme_pulse");
-        assert_eq!(names.event_subject("health.hr"), "acme.pulse.health.hr");
-        assert_eq!(names.event_filter(Some("health.*")), "acme.pulse.health.*");
-        assert_eq!(names.event_filter(None), "acme.pulse.>");
-        assert_eq!(names.event_type("acme.pulse.health.hr"), Some("health.hr"));
-        assert_eq!(names.event_type("acme.pulsex.health"), None);
+        assert_eq!(
+            names.event_subject("health.hr", None),
+            "acme.pulse.u.health.hr"
+        );
+        let keyed = names.event_subject("health.hr", Some("user-1"));
+        let part = Part::of(Some("user-1"), 16).token();
+        assert_eq!(keyed, format!("acme.pulse.{part}.health.hr"));
+        assert_eq!(
+            names.event_filter(Some("health.*")),
+            "acme.pulse.*.health.*"
+        );
+        assert_eq!(names.event_filter(None), "acme.pulse.*.>");
+        assert_eq!(names.stream_subjects(), "acme.pulse.*.>");
+        assert_eq!(
+            names.part_filter(Part::Partition(3), "health.>"),
+            "acme.pulse.3.health.>"
+        );
+        assert_eq!(names.event_type(&keyed), Some("health.hr"));
+        assert_eq!(names.event_type("acme.pulse.u.health.*"), Some("health.*"));
+        assert_eq!(names.event_type("acme.pulsex.u.health"), None);
         assert_eq!(names.dead_subject("g"), "acme.pulse_dlq.dead.g");
         assert_eq!(names.dead_stream, "acme_pulse_DLQ");
     }
@@ -242,6 +299,13 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("duplicate_window"));
+        let mut options = NatsOptions::new("ok");
+        options.partitions = 0;
+        assert!(options
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("partitions"));
         assert!(NatsOptions::new("ok").validate().is_ok());
     }
 }

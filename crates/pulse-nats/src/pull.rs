@@ -47,6 +47,17 @@ pub(crate) fn ack_info(reply: &str) -> Option<(u32, u64, u64)> {
     Some((delivered, sseq, pending))
 }
 
+/// The consumer a message was delivered by, from its JetStream reply subject.
+pub(crate) fn ack_consumer(reply: &str) -> Option<&str> {
+    let rest = reply.strip_prefix("$JS.ACK.")?;
+    let tokens: Vec<&str> = rest.split('.').collect();
+    match tokens.len() {
+        7 => Some(tokens[1]),
+        n if n >= 9 => Some(tokens[3]),
+        _ => None,
+    }
+}
+
 /// Asks `consumer` of `stream` for up to `batch` messages: what is there now when `wait`
 /// is `None`, else waiting up to `wait` for at least one.
 pub(crate) async fn pull(
@@ -125,6 +136,14 @@ mod tests {
             Some((1, 2, 0))
         );
         assert_eq!(ack_info("$JS.ACK.S.C.x.1.2.3.4"), None);
+        assert_eq!(
+            ack_consumer("$JS.ACK.S.g~3.3.41.77.1700000000000000000.5"),
+            Some("g~3")
+        );
+        assert_eq!(
+            ack_consumer("$JS.ACK.dom.hash.S.g~u.1.2.3.1700000000000000000.0.tok"),
+            Some("g~u")
+        );
         assert_eq!(ack_info("_INBOX.abc"), None);
     }
 }

@@ -7,5 +7,7 @@ mod dead_letters;
 mod dedup;
 mod instances;
 mod jobs;
+mod layout;
+mod ordering;
 mod outage;
 mod support;
