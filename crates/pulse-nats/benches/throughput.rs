@@ -5,8 +5,9 @@
 //! - persistent publish throughput with three handles ("instances", one connection
 //!   each) appending concurrently, next to raw async-nats JetStream publishing the same
 //!   number of messages of the same size (the peer ceiling) in the same run;
-//! - consumer-group handoff: an instance holding fetched events loses its connection for
-//!   good (as when its process is killed); how long until another instance has them.
+//! - consumer-group handoff: an instance holding fetched events (the head of each
+//!   partition) loses its connection for good (as when its process is killed); how long
+//!   until another instance has them.
 //!
 //! Everything it creates is deleted at the end.
 
@@ -223,28 +224,22 @@ async fn handoff(url: &str, options: &NatsOptions) -> (Duration, Duration, usize
         .append((0..1000).map(reading).collect())
         .await
         .expect("append");
-    let held = doomed
+    // The doomed instance takes what it can: at most one event per partition (the
+    // head of each), plus events without a subject (none here).
+    let held: std::collections::HashSet<u64> = doomed
         .fetch_wait("handoff", 500, Duration::from_secs(10))
         .await
         .expect("fetch")
-        .len();
-    // The survivor has the rest; it takes them now, so what follows is the dead one's.
-    let mut rest = 0;
-    while rest < 1000 - held {
-        let batch = survivor
-            .fetch_wait("handoff", 1000, Duration::from_secs(5))
-            .await
-            .expect("fetch");
-        let offsets: Vec<u64> = batch.iter().map(|d| d.event.offset).collect();
-        survivor.ack("handoff", &offsets).await.expect("ack");
-        rest += offsets.len();
-    }
+        .iter()
+        .map(|d| d.event.offset)
+        .collect();
     let died = Instant::now();
     cut.send_replace(true);
     std::mem::forget(doomed);
-    let mut first = None;
-    let mut got = 0;
-    while got < held {
+    // The survivor drains everything; the dead instance's partitions wait for its
+    // events to come back.
+    let (mut first, mut last, mut got, mut handled) = (None, Duration::ZERO, 0, 0);
+    while handled < 1000 {
         let batch = survivor
             .fetch_wait("handoff", 1000, Duration::from_secs(30))
             .await
@@ -252,12 +247,17 @@ async fn handoff(url: &str, options: &NatsOptions) -> (Duration, Duration, usize
         if batch.is_empty() {
             break;
         }
-        first.get_or_insert_with(|| died.elapsed());
         let offsets: Vec<u64> = batch.iter().map(|d| d.event.offset).collect();
         survivor.ack("handoff", &offsets).await.expect("ack");
-        got += offsets.len();
+        handled += offsets.len();
+        let back = offsets.iter().filter(|o| held.contains(o)).count();
+        if back > 0 {
+            first.get_or_insert_with(|| died.elapsed());
+            last = died.elapsed();
+            got += back;
+        }
     }
-    (first.unwrap_or_default(), died.elapsed(), got)
+    (first.unwrap_or_default(), last, got)
 }
 
 fn main() {

@@ -1,4 +1,4 @@
-//! What a stored message looks like: on the subject `<prefix>.<type>`, with
+//! What a stored message looks like: on the subject `<prefix>.<partition>.<type>`, with
 //! `Nats-Msg-Id` = the event id, a compact envelope as the payload:
 //!
 //! ```text

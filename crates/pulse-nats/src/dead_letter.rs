@@ -5,7 +5,8 @@
 //! writes the record itself (it has the error text, and the caller gets the id at once)
 //! and terminates the message. When deliveries run out without a nack (the handler hung
 //! or its instance died each time), JetStream stops redelivering and publishes the
-//! `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<group>` advisory; every
+//! `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>` advisory (the
+//! consumer of one of the group's partitions); every
 //! instance listens in one queue group, and the one that gets it fetches the event by
 //! its sequence and writes the record. Both use `Nats-Msg-Id`, so a retried write is
 //! stored once.

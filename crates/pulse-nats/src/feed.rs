@@ -67,7 +67,7 @@ struct Request {
     until: Instant,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     /// Arrived and not handed out, by offset.
     held: BTreeMap<u64, Pending>,
@@ -75,6 +75,8 @@ struct State {
     open: Vec<Option<Request>>,
     /// A consumer of the group does not exist (the group was deleted).
     missing: bool,
+    /// When the last message or status came.
+    last_answer: Instant,
 }
 
 #[derive(Debug)]
@@ -117,8 +119,10 @@ impl Feed {
             .map_err(|e| classify(client, "cannot subscribe the group's inbox", e))?;
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
+                held: BTreeMap::new(),
                 open: vec![None; partitions as usize + 1],
-                ..State::default()
+                missing: false,
+                last_answer: Instant::now(),
             }),
             arrived: Notify::new(),
         });
@@ -175,7 +179,7 @@ impl Feed {
                 asked.push((part, left));
             }
         }
-        for &(part, left) in &asked {
+        for (i, &(part, left)) in asked.iter().enumerate() {
             let body = match ask {
                 Ask::Now => json!({"batch": left, "no_wait": true}),
                 Ask::Wait(wait) => json!({"batch": left, "expires": wait.as_nanos() as u64}),
@@ -192,20 +196,25 @@ impl Feed {
                 )
                 .await;
             if let Err(e) = sent {
-                // Not sent: not open either.
-                self.inner.state.lock().open[part.index(self.partitions)] = None;
+                // This request and the ones after it were not sent: not open either.
+                let mut state = self.inner.state.lock();
+                for &(part, _) in &asked[i..] {
+                    state.open[part.index(self.partitions)] = None;
+                }
                 return Err(classify(client, "cannot pull", e));
             }
         }
         Ok(asked.into_iter().map(|(part, _)| part).collect())
     }
 
-    /// Waits until none of `parts` has its request open any more, something is held, or
-    /// `until` comes.
-    pub(crate) async fn answered(&self, parts: &[Part], until: Instant) {
+    /// Waits until none of `parts` has its request open any more, or `until` comes, or
+    /// something is held and no answer came for `quiet` (the requests still open are on
+    /// partitions whose previous event another instance holds: they answer when it is
+    /// acknowledged, into the held messages of a later fetch).
+    pub(crate) async fn answered(&self, parts: &[Part], until: Instant, quiet: Duration) {
         loop {
             let notified = self.inner.arrived.notified();
-            {
+            let wake = {
                 let state = self.inner.state.lock();
                 let open = parts
                     .iter()
@@ -213,10 +222,16 @@ impl Feed {
                 if !open || state.missing {
                     return;
                 }
-            }
-            if tokio::time::timeout_at(until, notified).await.is_err() {
+                if state.held.is_empty() {
+                    until
+                } else {
+                    until.min(state.last_answer + quiet)
+                }
+            };
+            if Instant::now() >= wake {
                 return;
             }
+            let _ = tokio::time::timeout_at(wake, notified).await;
         }
     }
 
@@ -283,6 +298,7 @@ async fn receive(
     partitions: u32,
     message: async_nats::Message,
 ) {
+    inner.state.lock().last_answer = Instant::now();
     match message.status {
         None | Some(StatusCode::OK) => {}
         Some(StatusCode::IDLE_HEARTBEAT) => return,

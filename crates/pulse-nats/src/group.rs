@@ -42,6 +42,10 @@ use crate::partition::Part;
 /// for the next fetch.
 const ROUND_WAIT: Duration = Duration::from_millis(100);
 
+/// Once something is held, how long `fetch` still waits for the next answer of that
+/// round before handing out what it has.
+const ROUND_QUIET: Duration = Duration::from_millis(10);
+
 /// The longest a single waiting request lasts, so that timers of this instance
 /// (deliveries that ran out of their ack wait) are looked at regularly.
 const MAX_PULL_WAIT: Duration = Duration::from_millis(500);
@@ -430,7 +434,8 @@ pub(crate) async fn fetch(
         .request(&shared.client, Ask::Now, max, &handle.busy(start))
         .await?;
     if held_before == 0 && out.is_empty() && !asked.is_empty() {
-        feed.answered(&asked, Instant::now() + ROUND_WAIT).await;
+        feed.answered(&asked, Instant::now() + ROUND_WAIT, ROUND_QUIET)
+            .await;
     }
     loop {
         if feed.missing() {
