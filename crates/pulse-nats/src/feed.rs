@@ -41,7 +41,7 @@ use crate::pull::{ack_consumer, ack_info};
 /// spare request costs the server a little memory and changes nothing else).
 const NO_WAIT_OPEN: Duration = Duration::from_secs(30);
 
-/// A message pulled for the group and not yet handed out (or handed out: see `group.rs`).
+/// A message pulled for the group and not yet handed out.
 #[derive(Clone, Debug)]
 pub(crate) struct Pending {
     pub(crate) reply: Subject,

@@ -31,7 +31,7 @@
 //!   `<prefix>.>`, is refused with `LogError::Incompatible` (see `partition.rs`).
 //! - **Offset** = the stream sequence. **Dedup**: `Nats-Msg-Id` = the event id, within
 //!   the stream's duplicate window (configurable, two minutes by default), and beyond it
-//!   with the optional id index (see [`append`](crate::append)).
+//!   with the optional id index (see `append.rs`).
 //! - **Payload**: the event in a compact envelope with every attribute (see `codec.rs`).
 //! - **Consumer groups**: per group, one durable pull consumer per partition
 //!   (`<group>~<p>`) and one for events without a subject (`<group>~u`), with explicit,
@@ -56,7 +56,8 @@
 //! (plus up to `max_ack_pending` without one, which have no order to keep); subjects
 //! that share a partition wait for each other — a stronger order than Pulse promises,
 //! and the price of an exact one: raise `partitions` (when creating the stream) for more
-//! concurrency. No instance keeps a gate of its own: there is nothing left for it to do.
+//! concurrency. No instance keeps a per-subject gate of its own (an earlier Pulse did):
+//! the server already lets nothing out of order, so there is nothing left for it to do.
 //!
 //! Each instance pulls with one request per consumer at a time, all answered to one
 //! inbox of the group (see `feed.rs`); an idle group costs one waiting request per
