@@ -77,6 +77,9 @@ struct State {
     missing: bool,
     /// When the last message or status came.
     last_answer: Instant,
+    /// Per consumer: its request once stayed open through a whole round, and it has not
+    /// said "nothing there" since.
+    contended: Vec<bool>,
 }
 
 #[derive(Debug)]
@@ -123,6 +126,7 @@ impl Feed {
                 open: vec![None; partitions as usize + 1],
                 missing: false,
                 last_answer: Instant::now(),
+                contended: vec![false; partitions as usize + 1],
             }),
             arrived: Notify::new(),
         });
@@ -207,30 +211,42 @@ impl Feed {
         Ok(asked.into_iter().map(|(part, _)| part).collect())
     }
 
-    /// Waits until none of `parts` has its request open any more, or `until` comes, or
-    /// something is held and no answer came for `quiet` (the requests still open are on
-    /// partitions whose previous event another instance holds: they answer when it is
-    /// acknowledged, into the held messages of a later fetch).
+    /// Waits until none of `parts` has its request open any more, or `until` comes. A
+    /// part whose request once stayed open that long is taken as contended (another
+    /// instance holds its partition's previous event: it answers when that one is
+    /// acknowledged, into the held messages of a later fetch); once only contended parts
+    /// are open and something is held, the wait ends when no answer came for `quiet`.
     pub(crate) async fn answered(&self, parts: &[Part], until: Instant, quiet: Duration) {
         loop {
             let notified = self.inner.arrived.notified();
+            let now = Instant::now();
             let wake = {
-                let state = self.inner.state.lock();
-                let open = parts
+                let mut state = self.inner.state.lock();
+                let open: Vec<usize> = parts
                     .iter()
-                    .any(|p| state.open[p.index(self.partitions)].is_some());
-                if !open || state.missing {
+                    .map(|p| p.index(self.partitions))
+                    .filter(|&i| state.open[i].is_some())
+                    .collect();
+                if open.is_empty() || state.missing {
                     return;
                 }
-                if state.held.is_empty() {
-                    until
+                if now >= until {
+                    for &i in &open {
+                        state.contended[i] = true;
+                    }
+                    return;
+                }
+                let only_contended = open.iter().all(|&i| state.contended[i]);
+                if only_contended && !state.held.is_empty() {
+                    let quiet_end = state.last_answer + quiet;
+                    if now >= quiet_end {
+                        return;
+                    }
+                    until.min(quiet_end)
                 } else {
-                    until.min(state.last_answer + quiet)
+                    until
                 }
             };
-            if Instant::now() >= wake {
-                return;
-            }
             let _ = tokio::time::timeout_at(wake, notified).await;
         }
     }
@@ -321,8 +337,11 @@ async fn receive(
                 .next()
                 .and_then(|i| i.parse::<usize>().ok());
             let mut state = inner.state.lock();
-            if let Some(slot) = index.and_then(|i| state.open.get_mut(i)) {
-                *slot = None;
+            if let Some(i) = index.filter(|&i| i < state.open.len()) {
+                state.open[i] = None;
+                if status == StatusCode::NOT_FOUND {
+                    state.contended[i] = false;
+                }
             }
             drop(state);
             inner.arrived.notify_one();
@@ -339,7 +358,9 @@ async fn receive(
     let (Some(part), Some((attempt, seq, _))) = (part, ack_info(&reply)) else {
         return;
     };
-    {
+    let decoded = decode_event(seq, &message.payload);
+    let bad = {
+        // One step, so that nobody sees the request answered before its message is held.
         let mut state = inner.state.lock();
         if let Some(slot) = state.open.get_mut(part.index(partitions)) {
             if let Some(request) = slot {
@@ -349,24 +370,24 @@ async fn receive(
                 }
             }
         }
-    }
-    match decode_event(seq, &message.payload) {
-        Ok(event) => {
-            inner.state.lock().held.insert(
-                seq,
-                Pending {
-                    reply,
+        match decoded {
+            Ok(event) => {
+                let pending = Pending {
+                    reply: reply.clone(),
                     event,
                     attempt,
                     part,
-                },
-            );
+                };
+                state.held.insert(seq, pending);
+                None
+            }
+            Err(err) => Some(err),
         }
-        Err(err) => {
-            // Not a Pulse event: it can never be handled, so it is not handed out.
-            warn!(group, offset = seq, %err, "terminating a message that is not a Pulse event");
-            let _ = client.request(reply, Bytes::from_static(b"+TERM")).await;
-        }
+    };
+    if let Some(err) = bad {
+        // Not a Pulse event: it can never be handled, so it is not handed out.
+        warn!(group, offset = seq, %err, "terminating a message that is not a Pulse event");
+        let _ = client.request(reply, Bytes::from_static(b"+TERM")).await;
     }
     inner.arrived.notify_one();
 }

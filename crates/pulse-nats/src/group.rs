@@ -42,8 +42,9 @@ use crate::partition::Part;
 /// for the next fetch.
 const ROUND_WAIT: Duration = Duration::from_millis(100);
 
-/// Once something is held, how long `fetch` still waits for the next answer of that
-/// round before handing out what it has.
+/// Once something is held and only contended consumers (see `Feed::answered`) have not
+/// answered, how long `fetch` still waits for the next answer before handing out what
+/// it has.
 const ROUND_QUIET: Duration = Duration::from_millis(10);
 
 /// The longest a single waiting request lasts, so that timers of this instance
