@@ -129,6 +129,9 @@ impl OpenLog {
                 if let Some(prefix) = &config.log.schema {
                     options.prefix.clone_from(prefix);
                 }
+                if let Some(partitions) = config.log.partitions {
+                    options.partitions = partitions;
+                }
                 options.max_age = config.retention.max_age;
                 options.max_events = config.retention.max_events;
                 let log = NatsLog::connect(url, options)

@@ -545,6 +545,11 @@ pub struct LogConfig {
     /// under the same name takes back its unacknowledged deliveries at once. A fresh
     /// name per start when absent.
     pub instance: Option<String>,
+    /// NATS only: how many partitions events with a subject are spread over (fixed when
+    /// the stream is created; every instance must give the same number). A group handles
+    /// at most this many subjects at once, in order per subject; the backend's default
+    /// when absent.
+    pub partitions: Option<u32>,
 }
 
 impl std::fmt::Debug for LogConfig {
@@ -555,6 +560,7 @@ impl std::fmt::Debug for LogConfig {
             .field("url", &self.url.as_ref().map(|_| "<set>"))
             .field("schema", &self.schema)
             .field("instance", &self.instance)
+            .field("partitions", &self.partitions)
             .finish()
     }
 }
@@ -567,6 +573,7 @@ struct RawLog {
     url_env: Option<String>,
     schema: Option<String>,
     instance: Option<String>,
+    partitions: Option<u32>,
 }
 
 impl std::fmt::Debug for RawLog {
@@ -616,11 +623,18 @@ fn validate_log(raw: RawLog) -> Result<LogConfig, ConfigError> {
             return Err(invalid("log.instance", "must be 1 to 128 characters"));
         }
     }
+    if raw.partitions.is_some() && backend != LogBackend::Nats {
+        return Err(invalid("log.partitions", "only for the nats backend"));
+    }
+    if raw.partitions.is_some_and(|n| !(1..=1024).contains(&n)) {
+        return Err(invalid("log.partitions", "must be 1 to 1024"));
+    }
     Ok(LogConfig {
         backend,
         url,
         schema: raw.schema,
         instance: raw.instance,
+        partitions: raw.partitions,
     })
 }
 
@@ -758,6 +772,10 @@ mod tests {
             "the url is never printed"
         );
         assert_eq!(Config::parse("").unwrap().log.backend, LogBackend::Sqlite);
+        let nats =
+            Config::parse("[log]\nbackend = \"nats\"\nurl = \"nats://n:4222\"\npartitions = 64")
+                .unwrap();
+        assert_eq!(nats.log.partitions, Some(64));
         for (text, key) in [
             ("[log]\nbackend = \"postgres\"", "log.url"),
             ("[log]\nurl = \"postgres://db\"", "log.url"),
@@ -766,6 +784,11 @@ mod tests {
                 "log.url_env",
             ),
             ("[log]\nschema = \"x\"", "log.schema"),
+            ("[log]\npartitions = 8", "log.partitions"),
+            (
+                "[log]\nbackend = \"nats\"\nurl = \"nats://n:4222\"\npartitions = 0",
+                "log.partitions",
+            ),
         ] {
             match Config::parse(text) {
                 Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{text}"),

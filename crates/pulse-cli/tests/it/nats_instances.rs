@@ -82,7 +82,8 @@ async fn three_instances_share_a_group_and_survive_a_sigkill() {
     };
     let prefix = format!("pulsetest-cluster-{:012x}", unique());
     let _cleanup = DropNatsLog(url.clone(), pulse_nats::NatsOptions::new(prefix.clone()));
-    let config = nats_log(&url, &prefix);
+    // Four partitions instead of the default 16, so the config key is exercised too.
+    let config = format!("{}partitions = 4\n", nats_log(&url, &prefix));
     let a = Server::start("a", &config).await;
     let b = Server::start("b", &config).await;
     let mut c = Server::start("c", &config).await;
@@ -128,5 +129,15 @@ async fn three_instances_share_a_group_and_survive_a_sigkill() {
         .await
         .unwrap();
     assert_eq!(groups["groups"][0]["name"], "cluster", "{groups}");
+    // The stream was made with the configured partitions: a log expecting the default
+    // number is refused.
+    let default_partitions = pulse_nats::NatsOptions::new(prefix.clone());
+    assert_ne!(default_partitions.partitions, 4);
+    let refused = pulse_nats::NatsLog::connect(&url, default_partitions).await;
+    assert!(
+        matches!(refused, Err(pulse_core::LogError::Incompatible(_))),
+        "{:?}",
+        refused.err()
+    );
     drop(c);
 }
