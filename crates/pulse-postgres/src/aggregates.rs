@@ -24,7 +24,7 @@ use pulse_batch::BatchError;
 use tokio_postgres::Transaction;
 
 use crate::batch::db;
-use crate::error::{self, DbResult};
+use crate::error::DbResult;
 use crate::PostgresLog;
 
 const LOCK_CHECKPOINT: &str = "SELECT checkpoint FROM job_checkpoints WHERE job = $1 FOR UPDATE";
@@ -85,13 +85,7 @@ impl PostgresLog {
         from: u64,
         to: u64,
     ) -> Result<u64, BatchError> {
-        let mut client = self
-            .shared
-            .pool
-            .get()
-            .await
-            .map_err(error::pool)
-            .map_err(db)?;
+        let mut client = self.batch_client().await?;
         let tx = client.transaction().await.db().map_err(db)?;
         move_checkpoint(&tx, job, from, to).await?;
         let written = merge(&tx, job, delta).await?;
@@ -105,13 +99,7 @@ impl PostgresLog {
         job: &str,
         q: &AggregateQuery,
     ) -> Result<Vec<StoredRow>, BatchError> {
-        let client = self
-            .shared
-            .pool
-            .get()
-            .await
-            .map_err(error::pool)
-            .map_err(db)?;
+        let client = self.batch_client().await?;
         // Bounds beyond what PostgreSQL's timestamps hold mean "no bound".
         let from = DateTime::from_timestamp_micros(q.from_us);
         let to = DateTime::from_timestamp_micros(q.to_us);

@@ -54,6 +54,16 @@ pub(crate) fn db(err: LogError) -> BatchError {
 }
 
 impl PostgresLog {
+    /// A pooled connection for batch work, its failure as a [`BatchError`].
+    pub(crate) async fn batch_client(&self) -> Result<deadpool_postgres::Object, BatchError> {
+        self.shared
+            .pool
+            .get()
+            .await
+            .map_err(error::pool)
+            .map_err(db)
+    }
+
     /// Aggregates the rows of `table` (in the log's schema) with an `id`
     /// above `after`; returns the largest `id` read (`after` when there was none).
     pub async fn aggregate_table(
@@ -63,13 +73,7 @@ impl PostgresLog {
         agg: &mut Aggregator<'_>,
     ) -> Result<i64, BatchError> {
         validate_name("table", table)?;
-        let client = self
-            .shared
-            .pool
-            .get()
-            .await
-            .map_err(error::pool)
-            .map_err(db)?;
+        let client = self.batch_client().await?;
         let schema = &self.shared.options.schema;
         copy_readings(&client, schema, table, after, agg, None, |e| {
             db(error::db(e))
