@@ -7,14 +7,25 @@
 //! request brings — at once or later — is held here until a `fetch` hands it out (the
 //! log keeps held messages alive on the server meanwhile). At most one request per
 //! consumer is open at a time, so an idle group costs one waiting request per consumer,
-//! renewed when it expires, and no polling.
+//! renewed when it expires while the group is fetched, and no polling.
 //!
-//! Two kinds of requests. `no_wait` asks for what is there now: an empty consumer says
-//! so at once (404), a consumer with deliverable events sends them. A partition whose
-//! previous event is still unacknowledged elsewhere cannot deliver; JetStream then keeps
-//! the request until it can (it is a one-shot request), and the event arrives here
-//! whenever that is. A waiting request (`expires`) stays open until an event comes or it
-//! expires (408).
+//! Three kinds of requests. `no_wait` (sent by `fetch` to a consumer without an open
+//! request) asks for what is there now: an empty consumer says so at once (404), a
+//! consumer with deliverable events sends them. A partition whose previous event is still
+//! unacknowledged elsewhere cannot deliver; JetStream then keeps the request until it can
+//! (it is a one-shot request), and the event arrives here whenever that is, into the held
+//! messages of a later fetch. A waiting request (`expires`, sent by a waiting fetch) stays
+//! open until an event comes or it expires (408).
+//!
+//! The third is what keeps a busy group fast. A partition hands out one event at a time,
+//! so one request per event would cost a round trip per event and tie every partition to
+//! the pace of whole fetch rounds. Instead, acknowledging a partition's event opens a
+//! standing request on it (see [`Feed::rearm`]): a waiting request for many events, so the
+//! server sends the partition's next event the moment the previous ack lands, to
+//! whichever instance's request it picks, with no further request. It expires half a
+//! liveness window after the instance's last fetch, so an instance that stops fetching
+//! stops receiving before `keep_alive` hands back what it holds (a request still open
+//! would bring it straight back, a delivery attempt more each time).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,6 +51,11 @@ use crate::pull::{ack_consumer, ack_info};
 /// blocked partition until the partition moves on; past this, one more may be sent (a
 /// spare request costs the server a little memory and changes nothing else).
 const NO_WAIT_OPEN: Duration = Duration::from_secs(30);
+
+/// How many events a standing request (see [`Feed::rearm`]) may bring. A partition
+/// sends one at a time, so this only bounds how long the request lasts when events are
+/// handled quickly.
+const STANDING_BATCH: usize = 1000;
 
 /// A message pulled for the group and not yet handed out.
 #[derive(Clone, Debug)]
@@ -159,20 +175,51 @@ impl Feed {
         batch: usize,
         busy: &[Part],
     ) -> Result<Vec<Part>, LogError> {
+        let parts: Vec<Part> = Part::all(self.partitions)
+            .filter(|p| !busy.contains(p))
+            .collect();
+        self.send(client, ask, batch, 1, &parts).await
+    }
+
+    /// Opens a standing request on each partition of `parts` that has none open: the
+    /// partition of an event just acknowledged here can hand out its next one, and the
+    /// server sends each next event the moment the previous one is acknowledged, for
+    /// up to `wait`, with no request per event.
+    pub(crate) async fn rearm(
+        &self,
+        client: &Client,
+        parts: &[Part],
+        wait: Duration,
+    ) -> Result<(), LogError> {
+        self.send(client, Ask::Wait(wait), 1, STANDING_BATCH, parts)
+            .await
+            .map(|_| ())
+    }
+
+    /// Sends a request to each consumer of `parts` without an open one: the unordered
+    /// one for up to `batch` events, a partition's for up to `standing`.
+    async fn send(
+        &self,
+        client: &Client,
+        ask: Ask,
+        batch: usize,
+        standing: usize,
+        parts: &[Part],
+    ) -> Result<Vec<Part>, LogError> {
         let now = Instant::now();
         let mut asked = Vec::new();
         {
             let mut state = self.inner.state.lock();
-            for part in Part::all(self.partitions) {
+            for &part in parts {
                 let slot = &mut state.open[part.index(self.partitions)];
                 if slot.is_some_and(|r| r.until <= now) {
                     *slot = None;
                 }
-                if slot.is_some() || busy.contains(&part) {
+                if slot.is_some() {
                     continue;
                 }
                 let left = match part {
-                    Part::Partition(_) => 1,
+                    Part::Partition(_) => standing.max(1),
                     Part::Unordered => batch.max(1),
                 };
                 let until = match ask {

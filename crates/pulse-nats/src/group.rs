@@ -51,6 +51,9 @@ const ROUND_QUIET: Duration = Duration::from_millis(10);
 /// (deliveries that ran out of their ack wait) are looked at regularly.
 const MAX_PULL_WAIT: Duration = Duration::from_millis(500);
 
+/// The shortest standing request worth opening after an ack (see `Feed::rearm`).
+const MIN_STANDING: Duration = Duration::from_millis(10);
+
 /// An event handed out by this instance, until it is acknowledged or forgotten.
 #[derive(Clone, Debug)]
 pub(crate) struct Delivered {
@@ -507,14 +510,26 @@ pub(crate) async fn ack(shared: &Shared, name: &str, offsets: &[u64]) -> Result<
             if let Some(r) = redrives.get(&offset) {
                 redriven.push((offset, r.clone()));
             } else if let Some(d) = delivered.get(&offset) {
-                handed.push((offset, d.reply.clone()));
+                handed.push((offset, d.reply.clone(), d.part));
             }
         }
     }
     let handle_ref = &handle;
-    let acks = handed.iter().map(|(offset, reply)| async move {
+    let acks = handed.iter().map(|(offset, reply, part)| async move {
         settle(shared, reply, Bytes::from_static(b"+ACK")).await?;
         handle_ref.forget(*offset);
+        // The standing request ends half a liveness window after the last fetch, so it
+        // is over before `keep_alive` hands back what an instance that stopped fetching
+        // holds (else that would come right back to it, one delivery more each time).
+        let until = *handle_ref.last_fetch.lock() + shared.options.liveness / 2;
+        let wait = until.saturating_duration_since(Instant::now());
+        if matches!(part, Part::Partition(_)) && wait >= MIN_STANDING {
+            // Best effort: a request not sent now is sent by the next fetch.
+            let _ = handle_ref
+                .feed
+                .rearm(&shared.client, std::slice::from_ref(part), wait)
+                .await;
+        }
         Ok::<(), LogError>(())
     });
     let results = futures::future::join_all(acks).await;
