@@ -3,6 +3,7 @@
 
 mod common;
 mod incremental;
+mod local_store;
 mod log_source;
 mod properties;
 mod rejections;

@@ -1,40 +1,18 @@
-//! The aggregates of scheduled jobs in KV, shared by instances: a commit is a
-//! compare-and-set on the job's checkpoint, and a commit interrupted by a crash (a real
+//! The aggregates of scheduled jobs in KV, shared by instances: the `AggregateStore`
+//! checks of `pulse_batch::store::contract` (a commit is a compare-and-set on the job's
+//! checkpoint, jobs keep their own rows), and a commit interrupted by a crash (a real
 //! process abort at each step) is completed by the next run, each reading counted once.
 
 use std::sync::Arc;
 
-use pulse_batch::aggregator::Aggregator;
-use pulse_batch::reading::{RawReading, RawValue};
-use pulse_batch::rejects::{Position, RejectLog};
+use pulse_batch::rejects::RejectLog;
 use pulse_batch::source::log::{run_log, LogJob};
-use pulse_batch::store::{AggregateQuery, AggregateStore};
-use pulse_batch::table::{AggTable, Merged};
+use pulse_batch::store::{contract, AggregateQuery, AggregateStore};
 use pulse_batch::window::WindowSet;
-use pulse_batch::BatchError;
 use pulse_core::{Event, EventLog, Pattern};
 use pulse_nats::{NatsLog, NatsOptions};
 
 use crate::support::{self, Prefix};
-
-/// Heart rates of `user` at the given times, as one run's delta in 5m windows.
-fn delta(user: &str, readings: &[(f64, &str)]) -> Merged {
-    let windows = Arc::new(WindowSet::parse("5m", "UTC").unwrap());
-    let rejects = RejectLog::none();
-    let mut agg = Aggregator::new(AggTable::new(windows.clone()), &rejects);
-    for &(value, at) in readings {
-        let raw = RawReading {
-            user_id: Some(user.as_bytes()),
-            metric: Some(b"heart_rate"),
-            value: Some(RawValue::Number(value)),
-            unit: Some(b"/min"),
-            recorded_at: Some(at.as_bytes()),
-            source: None,
-        };
-        agg.push(&raw, Position::Row(0), String::new).unwrap();
-    }
-    Merged::new(windows, vec![agg.table])
-}
 
 /// (count, sum) of every 5m row of `user` in `job`, by window start.
 async fn totals(store: &dyn AggregateStore, job: &str, user: &str) -> Vec<(u64, f64)> {
@@ -62,74 +40,19 @@ async fn a_second_commit_from_the_same_checkpoint_changes_nothing() {
     };
     let prefix = Prefix::new(url, "aggcas");
     let (a, b) = (prefix.open().await, prefix.open().await);
-    let windows = WindowSet::parse("5m", "UTC").unwrap();
-    let run = || {
-        delta(
-            "u1",
-            &[
-                (70.0, "2026-01-01T00:01:00Z"),
-                (80.0, "2026-01-01T00:06:00Z"),
-            ],
-        )
+    // A job name with characters KV keys may not hold.
+    contract::commits_are_compare_and_set(Arc::new(a), Arc::new(b), "rollup 5m/ü").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_keep_their_own_rows_and_queries_select_by_window_start() {
+    let Some(url) = support::url("jobs_keep_their_own_rows_and_queries_select_by_window_start")
+    else {
+        return;
     };
-
-    assert_eq!(a.commit("rollup 5m/ü", run(), 0, 5).await.unwrap(), 2);
-    let second = b.commit("rollup 5m/ü", run(), 0, 5).await;
-    assert!(
-        matches!(
-            second,
-            Err(BatchError::CheckpointMoved {
-                expected: 0,
-                found: 5,
-                ..
-            })
-        ),
-        "{second:?}"
-    );
-    assert_eq!(
-        totals(&b, "rollup 5m/ü", "u1").await,
-        vec![(1, 70.0), (1, 80.0)]
-    );
-    let checkpoint = b.checkpoint("rollup 5m/ü", &windows).await.unwrap();
-    assert_eq!((checkpoint.done, checkpoint.pending), (5, None));
-
-    let late = || delta("u1", &[(90.0, "2026-01-01T00:02:00Z")]);
-    assert_eq!(b.commit("rollup 5m/ü", late(), 5, 8).await.unwrap(), 1);
-    for from in [0, 5] {
-        assert!(matches!(
-            a.commit("rollup 5m/ü", late(), from, 9).await,
-            Err(BatchError::CheckpointMoved { found: 8, .. })
-        ));
-    }
-    assert_eq!(
-        totals(&a, "rollup 5m/ü", "u1").await,
-        vec![(2, 160.0), (1, 80.0)]
-    );
-    assert!(
-        totals(&a, "other", "u1").await.is_empty(),
-        "jobs stay apart"
-    );
-
-    // Racing commits of one range: exactly one moves the checkpoint, each key gets the
-    // range once, whoever writes it.
-    let (a, b) = (Arc::new(a), Arc::new(b));
-    let racers: Vec<_> = [a.clone(), b.clone(), a.clone(), b.clone()]
-        .into_iter()
-        .map(|log| tokio::spawn(async move { log.commit("race", run(), 0, 3).await }))
-        .collect();
-    let mut won = 0;
-    for racer in racers {
-        match racer.await.unwrap() {
-            Ok(_) => won += 1,
-            Err(BatchError::CheckpointMoved { .. }) => {}
-            Err(other) => panic!("{other}"),
-        }
-    }
-    assert_eq!(won, 1);
-    assert_eq!(
-        totals(a.as_ref(), "race", "u1").await,
-        vec![(1, 70.0), (1, 80.0)]
-    );
+    let prefix = Prefix::new(url, "aggjobs");
+    contract::jobs_keep_their_own_rows_and_queries_select_by_window_start(&prefix.open().await)
+        .await;
 }
 
 /// Set in the child process: the prefix to run the job on.

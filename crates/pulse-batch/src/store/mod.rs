@@ -110,3 +110,6 @@ pub fn parse_offset(job: &str, text: &str) -> Result<u64, BatchError> {
         reason: format!("checkpoint {text:?} of job {job} is not an offset"),
     })
 }
+
+#[cfg(feature = "contract")]
+pub mod contract;
