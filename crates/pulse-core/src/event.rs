@@ -414,6 +414,26 @@ mod tests {
     }
 
     #[test]
+    fn the_usual_source_and_content_type_are_shared_not_copied() {
+        assert!(matches!(
+            shared_text("pulse".to_owned()),
+            Cow::Borrowed(DEFAULT_SOURCE)
+        ));
+        assert!(matches!(
+            shared_text("application/json".to_owned()),
+            Cow::Borrowed(JSON_CONTENT_TYPE)
+        ));
+        assert!(matches!(shared_text("my-app".to_owned()), Cow::Owned(ref s) if s == "my-app"));
+        let decoded = Event::from_json_value(
+            serde_json::json!({"specversion": "1.0", "id": "1", "source": "pulse",
+                               "type": "a.b", "data": {"v": 1}}),
+        )
+        .unwrap();
+        assert!(matches!(decoded.source, Cow::Borrowed(_)));
+        assert!(matches!(decoded.datacontenttype, Some(Cow::Borrowed(_))));
+    }
+
+    #[test]
     fn malformed_types_are_rejected_with_the_reason() {
         for (ty, needle) in [
             ("", "empty"),

@@ -120,6 +120,24 @@ mod tests {
     }
 
     #[test]
+    fn threads_drawing_counter_blocks_never_share_an_id() {
+        // Each thread takes more than one block, so blocks interleave across threads.
+        let per_thread = 3 * BLOCK as usize;
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(move || (0..per_thread).map(|_| next_v7()).collect::<Vec<_>>())
+            })
+            .collect();
+        let mut all = HashSet::new();
+        for thread in threads {
+            let ids = thread.join().unwrap();
+            assert!(ids.windows(2).all(|w| w[0] != w[1]));
+            all.extend(ids);
+        }
+        assert_eq!(all.len(), 4 * per_thread);
+    }
+
+    #[test]
     fn the_text_form_is_the_standard_one() {
         for value in [
             0,
