@@ -8,6 +8,7 @@
 pub mod bus;
 #[cfg(feature = "contract")]
 pub mod contract;
+mod error_chain;
 pub mod event;
 pub mod group;
 mod id;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod pattern;
 
 pub use bus::{Bus, BusBuilder, BusError, PublishError, Published, SubscribeOptions, Subscription};
+pub use error_chain::error_chain;
 pub use event::{Event, EventError};
 pub use id::new_event_id;
 pub use log::{

@@ -137,7 +137,7 @@ impl ReadingsTable {
                 .await
                 .map_err(|e| BatchError::InputUnavailable {
                     input: label.clone(),
-                    reason: error::with_causes(&e),
+                    reason: pulse_core::error_chain(&e),
                 })?;
         tokio::spawn(async move {
             if let Err(err) = connection.await {
@@ -176,7 +176,7 @@ impl ReadingsTable {
             Some(progress),
             move |e| BatchError::InputUnavailable {
                 input: label.clone(),
-                reason: error::with_causes(&e),
+                reason: pulse_core::error_chain(&e),
             },
         )
         .await

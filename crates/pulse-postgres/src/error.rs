@@ -27,7 +27,7 @@ pub(crate) fn db(err: tokio_postgres::Error) -> LogError {
     }
     // No server error: the connection broke, could not be made, or timed out.
     let io = std::error::Error::source(&err).is_some_and(|s| s.is::<std::io::Error>());
-    let message = with_causes(&err);
+    let message = pulse_core::error_chain(&err);
     if err.is_closed() || io || err.code().is_none() {
         LogError::Unavailable(message)
     } else {
@@ -35,28 +35,15 @@ pub(crate) fn db(err: tokio_postgres::Error) -> LogError {
     }
 }
 
-/// The error's text followed by its causes ("error connecting to server: connection
-/// refused"), which the driver's own text leaves out.
-pub(crate) fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// Classifies a pool error.
 pub(crate) fn pool(err: PoolError) -> LogError {
     match err {
         PoolError::Backend(e) => db(e),
         PoolError::Closed => LogError::Closed,
-        other => LogError::Unavailable(format!("no database connection: {}", with_causes(&other))),
+        other => LogError::Unavailable(format!(
+            "no database connection: {}",
+            pulse_core::error_chain(&other)
+        )),
     }
 }
 

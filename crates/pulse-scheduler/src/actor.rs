@@ -22,7 +22,9 @@ use tracing::{debug, info, warn};
 
 use self::entry::{JobEntry, Pending, Running};
 use crate::clock::Clock;
-use crate::error::{error_chain, SchedulerError};
+use pulse_core::error_chain;
+
+use crate::error::SchedulerError;
 use crate::history::RunHistoryStore;
 use crate::job::{validate_name, JobContext, JobOutcome, JobSpec, OverlapPolicy};
 use crate::lease::JobLease;
