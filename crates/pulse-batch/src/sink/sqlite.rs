@@ -8,6 +8,7 @@
 //! counted twice. The same store serves as the `sqlite:` output and as `--state`.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -83,38 +84,59 @@ impl std::fmt::Debug for StateStore {
     }
 }
 
+/// How long a run waits for another one holding the file.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Switches to WAL. SQLite answers "busy" at once, without the busy timeout, while
+/// another connection switches the same new file, so this waits out the timeout itself.
+fn wal_mode(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            done => return done,
+        }
+    }
+}
+
 impl StateStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<StateStore, BatchError> {
         let err = |e| BatchError::sqlite(path, e);
-        let conn = Connection::open(path).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
+        let mut conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+        wal_mode(&conn).map_err(err)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
+        // Several runs may open a new file at once. IMMEDIATE makes them take turns (busy
+        // timeout) instead of failing to upgrade a read; the first one's version stands.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        tx.execute_batch(SCHEMA).map_err(err)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO pulse_batch_meta (key, value) VALUES ('schema', ?1)",
+            [SCHEMA_VERSION],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
         let store = StateStore {
             conn,
             path: path.to_owned(),
         };
         match store.meta("schema")? {
-            None => {
-                store
-                    .conn
-                    .execute(
-                        "INSERT INTO pulse_batch_meta (key, value) VALUES ('schema', ?1)",
-                        [SCHEMA_VERSION],
-                    )
-                    .map_err(err)?;
-            }
             Some(v) if v == SCHEMA_VERSION => {}
-            Some(v) => {
+            found => {
                 return Err(BatchError::State {
                     path: path.to_owned(),
                     reason: format!(
-                        "written by schema version {v}, this Pulse reads {SCHEMA_VERSION}"
+                        "written by schema version {}, this Pulse reads {SCHEMA_VERSION}",
+                        found.as_deref().unwrap_or("(none)")
                     ),
                 })
             }
