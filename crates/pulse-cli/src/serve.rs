@@ -134,6 +134,7 @@ impl OpenLog {
                 }
                 options.max_age = config.retention.max_age;
                 options.max_events = config.retention.max_events;
+                options.max_bytes = config.retention.max_bytes;
                 let log = NatsLog::connect(url, options)
                     .await
                     .context("failed to connect to the nats event log")?;

@@ -101,9 +101,8 @@ impl NatsLog {
             storage,
             duplicate_window: options.duplicate_window,
             max_age: options.max_age.unwrap_or_default(),
-            max_messages: options
-                .max_events
-                .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+            max_messages: limit(options.max_events),
+            max_bytes: limit(options.max_bytes),
             allow_direct: true,
             description: Some(format!(
                 "Pulse event log; {PARTITIONS_TAG}{}",
@@ -229,19 +228,21 @@ async fn ensure_stream(
                 )));
             }
             // The server reports "no limit" as -1 where a request may say 0.
+            let unlimited = |max: i64| if max <= 0 { -1 } else { max };
             let limits = |c: &stream::Config| {
-                let max = if c.max_messages <= 0 {
-                    -1
-                } else {
-                    c.max_messages
-                };
-                (c.duplicate_window, c.max_age, max)
+                (
+                    c.duplicate_window,
+                    c.max_age,
+                    unlimited(c.max_messages),
+                    unlimited(c.max_bytes),
+                )
             };
             if limits(existing) != limits(&config) {
                 let mut updated = existing.clone();
                 updated.duplicate_window = config.duplicate_window;
                 updated.max_age = config.max_age;
                 updated.max_messages = config.max_messages;
+                updated.max_bytes = config.max_bytes;
                 js.update_stream(updated)
                     .await
                     .map_err(|e| classify(client, "cannot update the stream", e))?;
@@ -254,6 +255,11 @@ async fn ensure_stream(
             .map_err(|e| classify(client, "cannot create the stream", e)),
         Err(e) => Err(classify(client, "cannot open the stream", e)),
     }
+}
+
+/// A retention limit as JetStream takes it: -1 for none.
+fn limit(max: Option<u64>) -> i64 {
+    max.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX))
 }
 
 fn stream_missing(err: &jetstream::context::GetStreamError) -> bool {

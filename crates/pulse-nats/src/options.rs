@@ -40,6 +40,10 @@ pub struct NatsOptions {
     pub max_age: Option<Duration>,
     /// At most this many events are kept, the oldest removed first (`max_msgs`).
     pub max_events: Option<u64>,
+    /// The stream keeps at most this many bytes, the oldest events removed first
+    /// (JetStream's `max_bytes`, which counts each message's subject, headers and
+    /// payload as the server stores them).
+    pub max_bytes: Option<u64>,
     /// Store the streams in memory instead of files (tests only: nothing survives a
     /// server restart).
     pub memory_storage: bool,
@@ -86,6 +90,7 @@ impl NatsOptions {
             id_index: false,
             max_age: None,
             max_events: None,
+            max_bytes: None,
             memory_storage: false,
             request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
@@ -136,6 +141,12 @@ impl NatsOptions {
             .is_some_and(|n| n == 0 || n > i64::MAX as u64)
         {
             return Err(invalid("max_events must be at least 1".into()));
+        }
+        if self
+            .max_bytes
+            .is_some_and(|n| n == 0 || n > i64::MAX as u64)
+        {
+            return Err(invalid("max_bytes must be at least 1".into()));
         }
         if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(invalid("timeouts must not be zero".into()));

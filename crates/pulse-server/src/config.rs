@@ -134,13 +134,17 @@ pub fn durability_of(rules: &[DurabilityRule], ty: &str) -> Durability {
         .map_or(Durability::Persistent, |r| r.mode)
 }
 
-/// How long the log keeps events (applied by the backend when it supports it).
+/// How long the log keeps events. Every backend applies every limit; an event goes when
+/// any limit says so. Events a dead letter points to are kept on SQLite and PostgreSQL.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Retention {
     /// Drop events older than this.
     pub max_age: Option<Duration>,
     /// Keep at most this many events.
     pub max_events: Option<u64>,
+    /// Keep the newest events whose stored sizes add up to at most this many bytes
+    /// (each backend counts the bytes it stores; see its `max_bytes`).
+    pub max_bytes: Option<u64>,
 }
 
 /// Consumer group defaults for groups the server creates (WebSocket, SSE, webhooks).
@@ -249,6 +253,7 @@ struct RawDurability {
 struct RawRetention {
     max_age: Option<String>,
     max_events: Option<u64>,
+    max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -332,6 +337,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is too long"))
 }
 
+/// `limit` unless it is zero.
+fn at_least_one(key: &str, limit: Option<u64>) -> Result<Option<u64>, ConfigError> {
+    match limit {
+        Some(0) => Err(invalid(key, "must be at least 1")),
+        limit => Ok(limit),
+    }
+}
+
 fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
     parse_duration(text).map_err(|reason| invalid(key, reason))
 }
@@ -385,7 +398,8 @@ impl RawConfig {
                     .max_age
                     .map(|t| duration("retention.max_age", &t))
                     .transpose()?,
-                max_events: r.max_events,
+                max_events: at_least_one("retention.max_events", r.max_events)?,
+                max_bytes: at_least_one("retention.max_bytes", r.max_bytes)?,
             };
         }
         if let Some(g) = self.groups {
@@ -679,6 +693,7 @@ mod tests {
             mode = "memory"
             [retention]
             max_age = "7d"
+            max_bytes = 10_000_000_000
             [[webhooks]]
             name = "billing"
             pattern = "health.>"
@@ -701,6 +716,7 @@ mod tests {
             Durability::Persistent
         );
         assert_eq!(c.retention.max_age, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(c.retention.max_bytes, Some(10_000_000_000));
         assert_eq!(c.webhooks[0].group, "webhook-billing");
         assert_eq!(c.jobs[0].windows.tz(), chrono_tz::Europe::Berlin);
         assert_eq!(c.jobs[0].windows.len(), 3);
@@ -729,6 +745,8 @@ mod tests {
                 "jobs[0].schedule",
             ),
             ("[[webhooks]]\nname = \"w\"\npattern = \"a\"\nurl = \"ftp://x\"", "webhooks[0].url"),
+            ("[retention]\nmax_events = 0", "retention.max_events"),
+            ("[retention]\nmax_bytes = 0", "retention.max_bytes"),
         ];
         for (text, key) in cases {
             match Config::parse(text) {

@@ -92,3 +92,55 @@ async fn retention_keeps_the_newest_events() {
         5
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_by_bytes_keeps_the_newest_events_within_the_budget() {
+    let Some(url) = support::url("retention_by_bytes_keeps_the_newest_events_within_the_budget")
+    else {
+        return;
+    };
+    let prefix = Prefix::new(url.clone(), "bytes");
+    let mut options = prefix.options.clone();
+    options.max_bytes = Some(5_000);
+    let log = prefix.open_with(options.clone()).await;
+    let event = || Event::new("a.b").with_data("application/octet-stream", vec![7u8; 1_000]);
+    log.append((0..20).map(|_| event()).collect())
+        .await
+        .unwrap();
+    let kept: Vec<u64> = log
+        .read(ReadQuery::after(0, 100))
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.offset)
+        .collect();
+    // Each event takes 1,000 bytes of data plus its subject and headers: at most four fit.
+    assert!((1..=4).contains(&kept.len()), "kept {kept:?}");
+    let newest: Vec<u64> = (21 - kept.len() as u64..=20).collect();
+    assert_eq!(
+        kept, newest,
+        "the newest events are kept, offsets keep counting"
+    );
+    let client = async_nats::connect(&url).await.unwrap();
+    let mut stream = async_nats::jetstream::new(client)
+        .get_stream(options.names().stream)
+        .await
+        .unwrap();
+    let state = stream.info().await.unwrap().state.clone();
+    assert!(
+        state.bytes <= 5_000,
+        "the stream holds {} bytes",
+        state.bytes
+    );
+
+    // Reopening with a larger budget updates the stream in place and keeps more.
+    options.max_bytes = Some(50_000);
+    let reopened = prefix.open_with(options).await;
+    reopened
+        .append((0..20).map(|_| event()).collect())
+        .await
+        .unwrap();
+    let kept = reopened.read(ReadQuery::after(0, 100)).await.unwrap();
+    assert!(kept.len() > 4 && kept.len() < 40, "kept {}", kept.len());
+    assert_eq!(kept.last().map(|s| s.offset), Some(40));
+}
