@@ -24,7 +24,7 @@ use self::entry::{JobEntry, Pending, Running};
 use crate::clock::Clock;
 use pulse_core::error_chain;
 
-use crate::error::SchedulerError;
+use crate::error::{SchedulerError, Superseded};
 use crate::history::RunHistoryStore;
 use crate::job::{validate_name, JobContext, JobOutcome, JobSpec, OverlapPolicy};
 use crate::lease::JobLease;
@@ -73,6 +73,7 @@ pub(crate) enum Command {
 /// How a run task ended (a panic or an abort shows up as a `JoinError` instead).
 enum RunResult {
     Done(Result<JobOutcome, String>),
+    Superseded(String),
     LeaseDenied,
     LeaseFailed(String),
 }
@@ -370,7 +371,13 @@ impl Actor {
                     Err(err) => return RunResult::LeaseFailed(error_chain(&err)),
                 }
             }
-            RunResult::Done(job.run(ctx).await.map_err(|err| error_chain(err.as_ref())))
+            match job.run(ctx).await {
+                Ok(outcome) => RunResult::Done(Ok(outcome)),
+                Err(err) => match err.downcast_ref::<Superseded>() {
+                    Some(Superseded(why)) => RunResult::Superseded(why.clone()),
+                    None => RunResult::Done(Err(error_chain(err.as_ref()))),
+                },
+            }
         });
         self.task_owner.insert(abort.id(), idx);
         debug!(job = %entry.name, run_id, ?trigger, "run started");
@@ -404,6 +411,9 @@ impl Actor {
             Ok((_, RunResult::Done(Ok(outcome)))) => (RunStatus::Ok, outcome, None),
             Ok((_, RunResult::Done(Err(text)))) => {
                 (RunStatus::Failed, JobOutcome::default(), Some(text))
+            }
+            Ok((_, RunResult::Superseded(why))) => {
+                (RunStatus::Superseded, JobOutcome::default(), Some(why))
             }
             Ok((_, RunResult::LeaseDenied)) => {
                 debug!(job = %self.jobs[idx].name, tick = ?running.scheduled_at, "another instance holds this tick");

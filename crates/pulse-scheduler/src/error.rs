@@ -12,6 +12,13 @@ use crate::schedule::format_duration;
 /// text, so any error type (including `anyhow::Error`, via `.into()`) fits.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// What a job returns when another run (usually on another instance) already did its work,
+/// for instance committed the same input first: the run is recorded
+/// [`superseded`](crate::RunStatus::Superseded), not failed. The text says what happened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Superseded(pub String);
+
 /// Why a schedule (`every 5m`, `30 2 * * *`, ...) or a duration could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -26,7 +26,7 @@ mod scheduler;
 mod status;
 
 pub use clock::{Clock, SystemClock, TokioClock};
-pub use error::{BoxError, HistoryError, LeaseError, ScheduleError, SchedulerError};
+pub use error::{BoxError, HistoryError, LeaseError, ScheduleError, SchedulerError, Superseded};
 pub use history::{MemoryHistory, RunHistoryStore, DEFAULT_HISTORY_PER_JOB};
 pub use job::{
     job_fn, FnJob, Job, JobContext, JobOutcome, JobSpec, OverlapPolicy, DEFAULT_MISFIRE_GRACE,

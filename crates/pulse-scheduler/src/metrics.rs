@@ -1,12 +1,12 @@
 //! The scheduler's metrics, declared once: names, descriptions and where they are recorded.
 //!
-//! Labels are bounded: `job` is an operator-configured name, `status` one of three values.
+//! Labels are bounded: `job` is an operator-configured name, `status` one of four values.
 
 use metrics::{counter, describe_counter, describe_histogram, histogram, Unit};
 
 use crate::record::{RunRecord, RunStatus};
 
-/// Runs by job and status (`ok`, `failed`, `missed`).
+/// Runs by job and status (`ok`, `failed`, `missed`, `superseded`).
 pub const JOB_RUNS_TOTAL: &str = "pulse_job_runs_total";
 /// Duration of runs that executed (`ok` or `failed`), by job.
 pub const JOB_DURATION_SECONDS: &str = "pulse_job_duration_seconds";
@@ -17,7 +17,7 @@ pub fn describe() {
     describe_counter!(
         JOB_RUNS_TOTAL,
         Unit::Count,
-        "Scheduled and manual job runs by job and status (ok, failed, missed)"
+        "Scheduled and manual job runs by job and status (ok, failed, missed, superseded)"
     );
     describe_histogram!(
         JOB_DURATION_SECONDS,

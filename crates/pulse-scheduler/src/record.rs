@@ -1,4 +1,5 @@
-//! One entry of a job's run history: a finished run, a failed one, or a tick that was missed.
+//! One entry of a job's run history: a finished run, a failed one, a tick that was missed, or
+//! a run whose work another run did first.
 //!
 //! Records serialize to the JSON shape `GET /v1/jobs` shows (`started_at`, `finished_at`,
 //! `rows_read`, `rejected`, `windows_written`, `status`, `error`, ...).
@@ -19,15 +20,20 @@ pub enum RunStatus {
     /// The tick did not run: it could not start within the misfire grace, or (with
     /// [`OverlapPolicy::Skip`](crate::OverlapPolicy::Skip)) the previous run was still going.
     Missed,
+    /// The run found its work already done by another run (on another instance) and left
+    /// it as it was: the job returned [`Superseded`](crate::Superseded). Nothing is lost; the
+    /// next run takes up whatever is left.
+    Superseded,
 }
 
 impl RunStatus {
-    /// The status as written in metrics and JSON: `ok`, `failed` or `missed`.
+    /// The status as written in metrics and JSON: `ok`, `failed`, `missed` or `superseded`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
             Self::Failed => "failed",
             Self::Missed => "missed",
+            Self::Superseded => "superseded",
         }
     }
 }

@@ -33,4 +33,6 @@ pub struct JobStatus {
     pub runs_failed: u64,
     /// Ticks recorded `missed`.
     pub runs_missed: u64,
+    /// Runs recorded `superseded`: another run did their work first.
+    pub runs_superseded: u64,
 }

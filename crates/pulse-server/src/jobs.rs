@@ -24,10 +24,11 @@ use pulse_batch::rejects::RejectLog;
 use pulse_batch::sink::local::LocalStore;
 use pulse_batch::source::log::{run_log, LogJob};
 use pulse_batch::store::AggregateStore;
+use pulse_batch::BatchError;
 use pulse_core::EventLog;
 use pulse_scheduler::{
     BoxError, Job, JobContext, JobLease, JobOutcome, JobStatus, RunRecord, Scheduler,
-    SchedulerError,
+    SchedulerError, Superseded,
 };
 use serde_json::{json, Value};
 
@@ -91,7 +92,16 @@ impl Job for AggregationJob {
             Some(path) => tokio::task::spawn_blocking(move || RejectLog::create(&path)).await??,
             None => RejectLog::none(),
         };
-        let summary = run_log(self.log.as_ref(), &self.job, self.store.as_ref(), &rejects).await?;
+        let summary = run_log(self.log.as_ref(), &self.job, self.store.as_ref(), &rejects)
+            .await
+            .map_err(|err| match err {
+                // Another instance's run committed first: its commit or the next run counts
+                // these readings, so this run is superseded, not failed.
+                moved @ BatchError::CheckpointMoved { .. } => {
+                    Box::new(Superseded(moved.to_string())) as BoxError
+                }
+                other => other.into(),
+            })?;
         Ok(JobOutcome {
             rows_read: summary.counts.rows,
             rejected: summary.counts.rejected_total(),

@@ -50,6 +50,7 @@ pub(super) struct JobEntry {
     runs_ok: u64,
     runs_failed: u64,
     runs_missed: u64,
+    runs_superseded: u64,
     status: watch::Sender<JobStatus>,
 }
 
@@ -68,6 +69,7 @@ impl JobEntry {
             runs_ok: 0,
             runs_failed: 0,
             runs_missed: 0,
+            runs_superseded: 0,
         });
         Self {
             spec,
@@ -80,6 +82,7 @@ impl JobEntry {
             runs_ok: 0,
             runs_failed: 0,
             runs_missed: 0,
+            runs_superseded: 0,
             status,
         }
     }
@@ -106,6 +109,7 @@ impl JobEntry {
             RunStatus::Ok => self.runs_ok += 1,
             RunStatus::Failed => self.runs_failed += 1,
             RunStatus::Missed => self.runs_missed += 1,
+            RunStatus::Superseded => self.runs_superseded += 1,
         }
         self.last_run = Some(record.clone());
     }
@@ -123,6 +127,7 @@ impl JobEntry {
             runs_ok: self.runs_ok,
             runs_failed: self.runs_failed,
             runs_missed: self.runs_missed,
+            runs_superseded: self.runs_superseded,
         }
     }
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use pulse_scheduler::{
-    job_fn, BoxError, JobOutcome, JobSpec, RunStatus, RunTrigger, SchedulerError,
+    job_fn, BoxError, JobOutcome, JobSpec, RunStatus, RunTrigger, SchedulerError, Superseded,
 };
 
 use crate::support::{at, history, start_at, wait_status, Probe};
@@ -115,6 +115,40 @@ async fn a_failure_is_recorded_with_its_error_text() {
     assert_eq!(records[1].scheduled_at, Some(at("2026-01-01T00:01:00Z")));
     let status = harness.scheduler.status("agg").await.unwrap();
     assert_eq!((status.runs_ok, status.runs_failed), (0, 3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_whose_work_was_done_elsewhere_is_superseded_not_failed() {
+    let harness = start_at("2026-01-01T00:00:00Z");
+    let job = job_fn(|_ctx| async {
+        let why = "the checkpoint is at 8, not 5: another run committed first";
+        // Wrapped as job code does with `?`: the scheduler still finds it.
+        Err::<JobOutcome, BoxError>(Box::new(Superseded(why.to_owned())))
+    });
+    harness
+        .scheduler
+        .add(JobSpec::new("agg", "every 1m".parse().unwrap(), job))
+        .await
+        .unwrap();
+    let manual = harness.scheduler.trigger("agg").await.unwrap();
+    assert_eq!(manual.status, RunStatus::Superseded);
+    assert_eq!(
+        manual.error.as_deref(),
+        Some("the checkpoint is at 8, not 5: another run committed first")
+    );
+    tokio::time::sleep(Duration::from_secs(90)).await; // wall 00:01:30
+    let records = history(&harness.scheduler, "agg").await;
+    assert_eq!(records.len(), 2);
+    assert!(records.iter().all(|r| r.status == RunStatus::Superseded));
+    let status = harness.scheduler.status("agg").await.unwrap();
+    assert_eq!(
+        (status.runs_ok, status.runs_failed, status.runs_superseded),
+        (0, 0, 2)
+    );
+    assert_eq!(
+        serde_json::to_value(&records[0]).unwrap()["status"],
+        "superseded"
+    );
 }
 
 #[tokio::test(start_paused = true)]

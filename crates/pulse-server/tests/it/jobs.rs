@@ -1,9 +1,18 @@
 //! Aggregation jobs: a scheduled job aggregates readings published as events, queried
 //! through `/v1/aggregates`; run-now, job listing and their errors.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use pulse_core::EventLog;
+use pulse_batch::rejects::RejectLog;
+use pulse_batch::sink::local::LocalStore;
+use pulse_batch::source::log::{run_log, LogJob};
+use pulse_batch::store::{AggregateQuery, AggregateStore, Checkpoint, StoredRow};
+use pulse_batch::table::Merged;
+use pulse_batch::window::WindowSet;
+use pulse_batch::BatchError;
+use pulse_core::{Event, EventLog};
+use pulse_server::jobs::{Jobs, SharedJobs};
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -175,4 +184,111 @@ async fn job_and_aggregate_errors() {
     assert_eq!(s, 200);
     assert_eq!(b, json!({"aggregates": []}));
     server.stop().await;
+}
+
+/// A real local store in which another instance's run commits the job's new readings
+/// between this run reading its checkpoint and committing.
+struct CommittedMeanwhile {
+    inner: LocalStore,
+    log: Arc<dyn EventLog>,
+    job: LogJob,
+    raced: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl AggregateStore for CommittedMeanwhile {
+    async fn checkpoint(&self, job: &str, windows: &WindowSet) -> Result<Checkpoint, BatchError> {
+        let seen = self.inner.checkpoint(job, windows).await?;
+        if !self.raced.swap(true, Ordering::SeqCst) {
+            run_log(
+                self.log.as_ref(),
+                &self.job,
+                &self.inner,
+                &RejectLog::none(),
+            )
+            .await?;
+        }
+        Ok(seen)
+    }
+
+    async fn commit(
+        &self,
+        job: &str,
+        delta: Merged,
+        from: u64,
+        to: u64,
+    ) -> Result<u64, BatchError> {
+        self.inner.commit(job, delta, from, to).await
+    }
+
+    async fn query(&self, job: &str, query: &AggregateQuery) -> Result<Vec<StoredRow>, BatchError> {
+        self.inner.query(job, query).await
+    }
+}
+
+#[tokio::test]
+async fn a_run_another_instance_committed_first_is_superseded_and_counts_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(pulse_core::memory::MemoryLog::new());
+    let readings = [
+        (60.0, "2026-03-01T10:01:00Z"),
+        (80.0, "2026-03-01T10:02:00Z"),
+    ];
+    for (value, at) in readings {
+        let data = json!({"user_id": "u1", "metric": "heart_rate", "value": value, "unit": "/min", "recorded_at": at});
+        let event = Event::new("health.reading.heart_rate")
+            .with_json(&data)
+            .unwrap();
+        log.append(vec![event]).await.unwrap();
+    }
+    let mut specs = pulse_server::Config::parse(CONFIG).unwrap().jobs;
+    // Run only on demand: the test triggers both runs.
+    specs[0].schedule = "every 1d".parse().unwrap();
+    let spec = &specs[0];
+    let store = Arc::new(CommittedMeanwhile {
+        inner: LocalStore::new(dir.path()),
+        log: log.clone(),
+        job: LogJob::new(
+            spec.name.clone(),
+            spec.source_pattern.clone(),
+            spec.windows.clone(),
+        ),
+        raced: AtomicBool::new(false),
+    });
+    let shared = SharedJobs {
+        lease: Arc::new(pulse_scheduler::AlwaysAcquire),
+        store: store.clone(),
+    };
+    let jobs = Jobs::start(specs, log, None, Some(shared)).await.unwrap();
+
+    let first = jobs.run("readings").await.unwrap();
+    assert_eq!(first["status"], "superseded", "{first}");
+    let error = first["error"].as_str().unwrap();
+    assert!(error.contains("another run committed first"), "{error}");
+    let second = jobs.run("readings").await.unwrap();
+    assert_eq!(
+        (&second["status"], &second["rows_read"]),
+        (&json!("ok"), &json!(0))
+    );
+    let statuses: Vec<Value> = jobs
+        .runs("readings", 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].clone())
+        .collect();
+    assert_eq!(statuses, [json!("ok"), json!("superseded")], "newest first");
+
+    let query = AggregateQuery {
+        user_id: "u1".into(),
+        metric: "heart_rate".into(),
+        window: "5m".into(),
+        from_us: i64::MIN,
+        to_us: i64::MAX,
+        limit: 10,
+    };
+    let rows = store.query("readings", &query).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].stats.count, 2, "each reading counted once");
+    jobs.shutdown().await;
 }
