@@ -7,6 +7,7 @@
 //! `JoinSet`), so a slow job never delays another job's tick; the actor only awaits the
 //! history store, which is expected to be quick.
 
+mod busy_tick;
 mod entry;
 
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use self::busy_tick::BusyTick;
 use self::entry::{JobEntry, Pending, Running};
 use crate::clock::Clock;
 use pulse_core::error_chain;
@@ -106,6 +108,7 @@ pub(crate) struct Actor {
     by_name: HashMap<String, usize>,
     tasks: JoinSet<RunResult>,
     task_owner: HashMap<TaskId, usize>,
+    busy_ticks: JoinSet<BusyTick>,
     next_run_id: u64,
     last_now: DateTime<Utc>,
     cancel_runs: CancellationToken,
@@ -129,6 +132,7 @@ impl Actor {
             by_name: HashMap::new(),
             tasks: JoinSet::new(),
             task_owner: HashMap::new(),
+            busy_ticks: JoinSet::new(),
             next_run_id: 1,
             last_now,
             cancel_runs: CancellationToken::new(),
@@ -154,6 +158,9 @@ impl Actor {
                 biased;
                 Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
                     self.on_run_ended(joined).await;
+                }
+                Some(Ok(checked)) = self.busy_ticks.join_next(), if !self.busy_ticks.is_empty() => {
+                    self.on_busy_tick_checked(checked).await;
                 }
                 command = commands.recv(), if commands_open => match command {
                     Some(command) => self.on_command(command).await,
@@ -311,10 +318,37 @@ impl Actor {
                 debug!(job = %entry.name, tick = %latest, "tick arrived during a run; it will run next");
                 entry.publish();
             }
+            _ if self.lease.is_shared() => {
+                debug!(job = %entry.name, tick = %latest, "busy: leaving the tick to the other instances");
+                self.busy_ticks.spawn(BusyTick::check(
+                    Arc::clone(&self.lease),
+                    Arc::clone(&entry.name),
+                    idx,
+                    latest,
+                    coalesced,
+                    entry.spec.misfire_grace,
+                ));
+            }
             _ => {
                 let reason = "previous run still running".to_owned();
                 self.record_missed(idx, latest, coalesced, reason, now)
                     .await;
+            }
+        }
+    }
+
+    /// Records a tick this busy instance left to the others as missed, unless one of them
+    /// took it.
+    async fn on_busy_tick_checked(&mut self, checked: BusyTick) {
+        let grace = self.jobs[checked.idx].spec.misfire_grace;
+        match checked.missed_because(grace) {
+            Some(reason) => {
+                let now = self.clock.now();
+                self.record_missed(checked.idx, checked.tick, checked.coalesced, reason, now)
+                    .await;
+            }
+            None => {
+                debug!(job = %self.jobs[checked.idx].name, tick = %checked.tick, "another instance ran the tick");
             }
         }
     }

@@ -119,7 +119,9 @@ where
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum OverlapPolicy {
-    /// The tick is recorded as missed ("previous run still running").
+    /// The tick is recorded as missed ("previous run still running"); with a shared lease,
+    /// only if no other instance started it within the misfire grace
+    /// ([`JobLease::is_shared`](crate::JobLease::is_shared)).
     #[default]
     Skip,
     /// The tick is kept and runs as soon as the current run ends (still subject to the misfire

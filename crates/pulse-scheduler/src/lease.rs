@@ -17,6 +17,14 @@ pub trait JobLease: Send + Sync + 'static {
     /// `Ok(true)` when this instance should run `job` for `tick`, `Ok(false)` when another one
     /// does (the tick then leaves no record here). An error records the tick as failed.
     async fn try_acquire(&self, job: &str, tick: DateTime<Utc>) -> Result<bool, LeaseError>;
+
+    /// Whether other instances share the schedule (the default). An instance still running
+    /// a job when its next tick comes then leaves that tick to them for the job's misfire
+    /// grace and records it missed only if none of them took it; alone, the tick is missed
+    /// at once.
+    fn is_shared(&self) -> bool {
+        true
+    }
 }
 
 /// The single-instance lease: every tick is ours.
@@ -27,5 +35,9 @@ pub struct AlwaysAcquire;
 impl JobLease for AlwaysAcquire {
     async fn try_acquire(&self, _job: &str, _tick: DateTime<Utc>) -> Result<bool, LeaseError> {
         Ok(true)
+    }
+
+    fn is_shared(&self) -> bool {
+        false
     }
 }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Timelike, Utc};
 use parking_lot::Mutex;
 use pulse_scheduler::{JobLease, JobSpec, LeaseError, RunStatus, RunTrigger};
+use tokio::time::Instant;
 
 use crate::support::{at, history, run_for, start_with, Probe};
 
@@ -89,4 +90,78 @@ async fn a_failing_lease_is_a_failed_run() {
         Some("could not acquire the job lease: job lease backend failed: connection refused")
     );
     assert!(probe.runs().is_empty());
+}
+
+/// The claims of a cluster: the first instance to claim a tick gets it. The test plays
+/// another instance by claiming ticks itself; every ask of this instance is remembered
+/// with when it was made.
+#[derive(Default)]
+struct Cluster {
+    claimed: Mutex<Vec<DateTime<Utc>>>,
+    asked: Mutex<Vec<(DateTime<Utc>, Instant)>>,
+}
+
+#[async_trait]
+impl JobLease for Cluster {
+    async fn try_acquire(&self, _job: &str, tick: DateTime<Utc>) -> Result<bool, LeaseError> {
+        self.asked.lock().push((tick, Instant::now()));
+        let mut claimed = self.claimed.lock();
+        let free = !claimed.contains(&tick);
+        if free {
+            claimed.push(tick);
+        }
+        Ok(free)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_instance_leaves_its_tick_to_the_others_and_records_it_missed_only_if_untaken() {
+    let cluster = Arc::new(Cluster::default());
+    // Another instance takes the 00:02 tick; nobody takes 00:04.
+    cluster.claimed.lock().push(at("2026-01-01T00:02:00Z"));
+    let started = Instant::now();
+    let harness = start_with("2026-01-01T00:00:30Z", |b| b.lease(cluster.clone()));
+    // Each run outlasts the one-minute interval: 00:01 runs until 00:02:30, 00:03 until 00:04:30.
+    let probe = Probe::new(&harness.clock, Duration::from_secs(90));
+    harness
+        .scheduler
+        .add(
+            JobSpec::new("agg", "every 1m".parse().unwrap(), probe.clone())
+                .misfire_grace(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+    run_for(Duration::from_secs(4 * 60 + 15)).await; // wall 00:04:45
+
+    let mut records = history(&harness.scheduler, "agg").await;
+    records.sort_by_key(|r| r.scheduled_at);
+    let seen: Vec<_> = records
+        .iter()
+        .map(|r| (r.scheduled_at.unwrap(), r.status))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (at("2026-01-01T00:01:00Z"), RunStatus::Ok),
+            (at("2026-01-01T00:03:00Z"), RunStatus::Ok),
+            (at("2026-01-01T00:04:00Z"), RunStatus::Missed),
+        ],
+        "the 00:02 tick, run elsewhere, leaves no record here"
+    );
+    let reason = records[2].error.as_deref().unwrap();
+    assert!(
+        reason.contains("no other instance started the tick"),
+        "{reason}"
+    );
+    // The busy ticks were claimed only after their misfire grace: 00:02:10 and 00:04:10
+    // are 100 s and 220 s after the start at 00:00:30.
+    let asked = cluster.asked.lock().clone();
+    for (busy, not_before) in [("2026-01-01T00:02:00Z", 100), ("2026-01-01T00:04:00Z", 220)] {
+        let (_, when) = asked.iter().find(|(tick, _)| *tick == at(busy)).unwrap();
+        let after = when.duration_since(started);
+        assert!(
+            after >= Duration::from_secs(not_before),
+            "{busy} asked after {after:?}"
+        );
+    }
 }
