@@ -22,7 +22,7 @@ use pulse_batch::BatchError;
 use pulse_core::LogError;
 use tokio_postgres::binary_copy::BinaryCopyOutStream;
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 
 use crate::error;
 use crate::PostgresLog;
@@ -120,9 +120,7 @@ impl ReadingsTable {
     ) -> Result<Self, BatchError> {
         validate_name("schema", schema)?;
         validate_name("table", table)?;
-        let mut config: Config = url
-            .parse()
-            .map_err(|e| BatchError::InvalidSpec(format!("invalid postgres url: {e}")))?;
+        let (mut config, tls) = crate::tls::connection(url).map_err(BatchError::InvalidSpec)?;
         // A `connect_timeout` in the URL wins over the caller's default.
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(connect_timeout);
@@ -133,7 +131,7 @@ impl ReadingsTable {
         let label = format!("{}?schema={schema}&table={table}", server_label(&config));
         let (client, connection) =
             config
-                .connect(NoTls)
+                .connect(tls)
                 .await
                 .map_err(|e| BatchError::InputUnavailable {
                     input: label.clone(),

@@ -6,6 +6,7 @@
 //! - **appends** are gap-free and visible in offset order: append transactions are
 //!   serialized by an advisory lock and batched per instance (group commit); see
 //!   the `append` module for why a reader can never skip a late commit;
+//! - **TLS** follows libpq's `sslmode` and `sslrootcert` ([`tls`](crate::tls));
 //! - **wake-ups** cross instances with `LISTEN/NOTIFY` (the `listen` module);
 //! - **consumer groups** are rows: one group spread over several instances hands each
 //!   event to one of them, keeps one event per subject in flight, and hands a dead
@@ -35,6 +36,7 @@ pub mod metrics;
 mod options;
 mod retention;
 mod schema;
+pub mod tls;
 
 pub use log::PostgresLog;
 pub use options::PostgresOptions;

@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::watch;
-use tokio_postgres::{AsyncMessage, Config, NoTls};
+use tokio_postgres::{AsyncMessage, Config};
 use tokio_util::sync::CancellationToken;
 
 /// What the listener needs.
 pub(crate) struct Listener {
     pub(crate) config: Config,
+    pub(crate) tls: crate::tls::Tls,
     pub(crate) channel: String,
     pub(crate) tail: Arc<watch::Sender<u64>>,
     pub(crate) stop: CancellationToken,
@@ -49,7 +50,7 @@ impl Listener {
 
     /// One connection's life: LISTEN, catch up, then forward notifications until it ends.
     async fn session(&self, backoff: &mut Duration) -> Result<(), tokio_postgres::Error> {
-        let (client, mut connection) = self.config.connect(NoTls).await?;
+        let (client, mut connection) = self.config.connect(self.tls.clone()).await?;
         let tail = Arc::clone(&self.tail);
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
         let driver = async move {

@@ -19,7 +19,7 @@ use pulse_core::{
     ReadQuery, StoredEvent,
 };
 use tokio::sync::{mpsc, oneshot, watch, Notify};
-use tokio_postgres::{Config, NoTls};
+use tokio_postgres::Config;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::append::{AppendRequest, Writer};
@@ -83,8 +83,8 @@ impl PostgresLog {
             .instance
             .clone()
             .unwrap_or_else(|| format!("pulse-{:016x}", fastrand::u64(..)));
-        let config = connection_config(url, &options, &instance)?;
-        let (mut client, connection) = config.connect(NoTls).await.db()?;
+        let (config, tls) = connection_config(url, &options, &instance)?;
+        let (mut client, connection) = config.connect(tls.clone()).await.db()?;
         let driver = tokio::spawn(connection);
         let migrated = schema::migrate(&mut client, &options.schema).await;
         drop(client);
@@ -93,7 +93,7 @@ impl PostgresLog {
 
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -127,6 +127,7 @@ impl PostgresLog {
         tokio::spawn(writer.run(requests));
         let listener = Listener {
             config,
+            tls,
             channel,
             tail: Arc::clone(&tail),
             stop: stop.clone(),
@@ -190,10 +191,8 @@ fn connection_config(
     url: &str,
     options: &PostgresOptions,
     instance: &str,
-) -> Result<Config, LogError> {
-    let mut config: Config = url
-        .parse()
-        .map_err(|e| LogError::Incompatible(format!("invalid postgres url: {e}")))?;
+) -> Result<(Config, crate::tls::Tls), LogError> {
+    let (mut config, tls) = crate::tls::connection(url).map_err(LogError::Incompatible)?;
     // Every statement uses unqualified names: the schema is the search path.
     config.options(format!("-c search_path={}", options.schema));
     // Operators (and the outage tests) can tell instances apart in pg_stat_activity.
@@ -201,7 +200,7 @@ fn connection_config(
     config.connect_timeout(options.connect_timeout);
     config.keepalives(true);
     config.keepalives_idle(Duration::from_secs(10));
-    Ok(config)
+    Ok((config, tls))
 }
 
 const READ: &str = "SELECT {cols} FROM events \

@@ -10,7 +10,8 @@
 //! Grammar: `postgres://[USER[:PASSWORD]@]HOST[:PORT][/DB]?table=NAME[&schema=NAME]`
 //! (`postgresql://` too). `table` is required, `schema` defaults to `public`, each may
 //! appear once; names are 1 to 63 of `[a-z0-9_]`, not starting with a digit. Any other
-//! query parameter (`connect_timeout=10`, `application_name=...`) goes to the driver.
+//! query parameter (`connect_timeout=10`, `sslmode=verify-full&sslrootcert=/ca.pem`, ...)
+//! goes to the connection, TLS as in libpq ([`pulse_postgres::tls`]).
 
 use std::time::Duration;
 
@@ -76,9 +77,9 @@ impl PostgresInput {
         } else {
             format!("{base}?{}", rest.join("&"))
         };
-        // The driver checks the rest (port, parameters) before any connection is tried.
-        url.parse::<tokio_postgres::Config>()
-            .map_err(|e| bad(&format!("{e}; {EXPECTED}")))?;
+        // The rest (port, parameters, TLS settings and their root file) is checked before
+        // any connection is tried.
+        pulse_postgres::tls::connection(&url).map_err(|e| bad(&format!("{e}; {EXPECTED}")))?;
         Ok(Self { url, schema, table })
     }
 
@@ -186,6 +187,9 @@ mod tests {
             "postgres://db:notaport/h?table=r",
             "postgres:///h?table=r",
             "postgres://db/h?table=r&bogus_option=1",
+            "postgres://db/h?table=r&sslmode=verify-full",
+            "postgres://db/h?table=r&sslmode=verify-ca&sslrootcert=/no/such/ca.pem",
+            "postgres://db/h?table=r&sslmode=sometimes",
         ] {
             assert!(
                 matches!(PostgresInput::parse(bad), Err(BatchError::InvalidSpec(_))),

@@ -307,6 +307,32 @@ fn a_postgres_table_aggregates_like_the_same_csv_and_incrementally() {
         "identical aggregates"
     );
     assert!(!rows(&from_pg).is_empty());
+    // Over TLS checked against the server's certificate (named `localhost`), when the
+    // server offers TLS: the same rows.
+    let ssl: String = rt
+        .block_on(client.query_one("SHOW ssl", &[]))
+        .unwrap()
+        .get(0);
+    if ssl == "on" {
+        let cert: String = rt
+            .block_on(client.query_one("SHOW ssl_cert_file", &[]))
+            .unwrap()
+            .get(0);
+        let verified = format!(
+            "{}?sslmode=verify-full&sslrootcert={cert}",
+            url.split('?')
+                .next()
+                .unwrap()
+                .replace("127.0.0.1", "localhost")
+        );
+        let over_tls = path("tls.jsonl");
+        let table = input(&verified, &schema, "readings");
+        aggregate(&[&["--input", &table, "--output", &over_tls][..], &windows].concat());
+        assert_eq!(
+            std::fs::read_to_string(&over_tls).unwrap(),
+            std::fs::read_to_string(&from_pg).unwrap()
+        );
+    }
     let reject_reasons = |file: &str| -> Vec<serde_json::Value> {
         rows(file).iter().map(|r| r["reason"].clone()).collect()
     };

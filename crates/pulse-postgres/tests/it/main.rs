@@ -11,3 +11,4 @@ mod ordering;
 mod outage;
 mod retention;
 mod support;
+mod tls;
