@@ -25,7 +25,8 @@
 //! ran (up to `max_batch` events) and writes it with one multi-row insert, so the lock
 //! and the commit's fsync are paid once per batch, not once per event; with several
 //! instances, each one's queue fills while another holds the lock. The whole transaction
-//! is one call of the `pulse_append` SQL function (migration 0004), sent as a single
+//! is one call of the `pulse_append` SQL function (migration 0004, redefined by 0006 and
+//! 0008, which also record the stored time and add to the bytes total), sent as a single
 //! autocommitted statement, so the lock is never held across a client round trip: it is
 //! held for the server's work and the commit's flush only.
 
@@ -59,7 +60,7 @@ pub(crate) struct Writer {
     pub(crate) max_batch: usize,
 }
 
-/// The append function of migration 0004.
+/// The append function of migrations 0004, 0006 and 0008.
 const APPEND: &str = "SELECT previous, existing FROM pulse_append($1, $2, $3::text[], $4::text[], \
     $5::text[], $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::bytea[], $11::jsonb[])";
 

@@ -12,8 +12,8 @@
 //!   event to one of them, keeps one event per subject in flight, and hands a dead
 //!   instance's work to the others ([`group`](crate::group));
 //! - **dead letters** keep the error and attempts and can be redriven;
-//! - **retention** deletes events past `max_events` or `max_age` in small steps, one
-//!   instance at a time, never reusing an offset (the `retention` module);
+//! - **retention** deletes events past `max_events`, `max_age` or `max_bytes` in small
+//!   steps, one instance at a time, never reusing an offset (the `retention` module);
 //! - **jobs** get a once-per-tick lease and a checkpoint store ([`jobs`](crate::jobs));
 //! - **aggregation** reads readings from a table by binary COPY ([`batch`](crate::batch));
 //!   the aggregates of scheduled jobs are shared by every instance, merged in the

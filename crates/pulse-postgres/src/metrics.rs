@@ -12,3 +12,5 @@ pub const EXPIRED_DELIVERIES_TOTAL: &str = "pulse_postgres_expired_deliveries_to
 pub const DEAD_LETTERS_TOTAL: &str = "pulse_postgres_dead_letters_total";
 /// Events deleted by retention.
 pub const PRUNED_EVENTS_TOTAL: &str = "pulse_postgres_pruned_events_total";
+/// Stored size of the events deleted by retention (see the `retention` module).
+pub const PRUNED_BYTES_TOTAL: &str = "pulse_postgres_pruned_bytes_total";

@@ -34,6 +34,12 @@ pub struct PostgresOptions {
     pub max_age: Option<Duration>,
     /// At most this many of the newest events are kept, the oldest deleted first.
     pub max_events: Option<u64>,
+    /// The newest events whose stored sizes sum to at most this many bytes are kept, the
+    /// oldest deleted first (an event alone bigger than this goes too). An event's stored
+    /// size is the octets of its attributes and data as stored, defined in the
+    /// `retention` module; events held by a dead letter are kept and not counted. At most
+    /// `i64::MAX`.
+    pub max_bytes: Option<u64>,
     /// How often this instance looks for events to delete when a limit is set; with
     /// several instances, one of them prunes at a time.
     pub prune_interval: Duration,
@@ -62,6 +68,7 @@ impl PostgresOptions {
             instance_timeout: Duration::from_secs(3),
             max_age: None,
             max_events: None,
+            max_bytes: None,
             prune_interval: Duration::from_secs(5),
             prune_batch: 10_000,
         }
@@ -100,6 +107,13 @@ impl PostgresOptions {
         if self.max_age.is_some_and(|age| age.is_zero()) {
             return Err(invalid("max_age must be non-zero".into()));
         }
+        // Byte totals are PostgreSQL bigints.
+        if self
+            .max_bytes
+            .is_some_and(|bytes| i64::try_from(bytes).is_err())
+        {
+            return Err(invalid(format!("max_bytes must be at most {}", i64::MAX)));
+        }
         if let Some(name) = &self.instance {
             if name.is_empty() || name.len() > 128 {
                 return Err(invalid("instance must be 1 to 128 characters".into()));
@@ -133,6 +147,9 @@ mod tests {
         let mut options = PostgresOptions::new("p");
         options.max_age = Some(Duration::from_secs(60));
         options.max_events = Some(0);
+        options.max_bytes = Some(0);
+        assert!(options.validate().is_ok());
+        options.max_bytes = Some(i64::MAX as u64);
         assert!(options.validate().is_ok());
         for bad in [
             PostgresOptions {
@@ -145,6 +162,10 @@ mod tests {
             },
             PostgresOptions {
                 prune_batch: 0,
+                ..options.clone()
+            },
+            PostgresOptions {
+                max_bytes: Some(i64::MAX as u64 + 1),
                 ..options.clone()
             },
         ] {

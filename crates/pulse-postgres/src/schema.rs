@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "aggregates_by_job",
         include_str!("../migrations/0007_aggregates_by_job.sql"),
     ),
+    (
+        8,
+        "retention_bytes",
+        include_str!("../migrations/0008_retention_bytes.sql"),
+    ),
 ];
 
 /// A stable 64-bit advisory lock key for `purpose` in `schema` (FNV-1a), so that logs
