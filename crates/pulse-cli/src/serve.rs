@@ -189,6 +189,7 @@ fn postgres_options(config: &Config) -> PostgresOptions {
     options.instance.clone_from(&config.log.instance);
     options.max_age = config.retention.max_age;
     options.max_events = config.retention.max_events;
+    options.max_bytes = config.retention.max_bytes;
     options
 }
 
@@ -233,6 +234,7 @@ mod tests {
             [retention]
             max_age = "7d"
             max_events = 1000
+            max_bytes = 5000000
             "#,
         )
         .unwrap();
@@ -240,9 +242,13 @@ mod tests {
         assert_eq!(options.schema, "shared");
         assert_eq!(options.max_age, Some(Duration::from_secs(7 * 86_400)));
         assert_eq!(options.max_events, Some(1000));
+        assert_eq!(options.max_bytes, Some(5_000_000));
         assert!(options.validate().is_ok());
 
         let unlimited = postgres_options(&Config::default());
-        assert_eq!((unlimited.max_age, unlimited.max_events), (None, None));
+        assert_eq!(
+            (unlimited.max_age, unlimited.max_events, unlimited.max_bytes),
+            (None, None, None)
+        );
     }
 }

@@ -91,3 +91,46 @@ async fn serve_applies_retention_to_the_postgres_log() {
         assert!(!lines.contains("not applied"), "{lines}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_applies_max_bytes_to_the_postgres_log() {
+    let Ok(url) = std::env::var("PULSE_TEST_POSTGRES_URL") else {
+        println!("skipped serve_applies_max_bytes_to_the_postgres_log: PULSE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let schema = format!("pulse_t_servebytes_{:012x}", unique());
+    let client = admin(&url).await;
+    let _drop_schema = DropSchema {
+        url: url.clone(),
+        name: schema.clone(),
+    };
+    let config = format!(
+        "{}[retention]\nmax_bytes = 500\n",
+        postgres_log(&url, &schema, "node-1")
+    );
+    let server = Server::start("node-1", &config).await;
+    publish(&server, 0..50).await;
+    // Each event stores about 40 bytes (id, source, type, content type, data): the newest
+    // ten or so fit in 500.
+    let size_sql = format!(
+        "SELECT count(*), coalesce(sum(\"{schema}\".pulse_stored_size(id, source, type, subject, \
+         datacontenttype, dataschema, data, extensions)), 0)::bigint, max(\"offset\") \
+         FROM \"{schema}\".events"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let row = client.query_one(&size_sql, &[]).await.unwrap();
+        let (count, bytes, newest): (i64, i64, Option<i64>) = (row.get(0), row.get(1), row.get(2));
+        if bytes <= 500 {
+            assert!((5..=20).contains(&count), "{count} events in {bytes} bytes");
+            assert_eq!(newest, Some(50), "the newest events are kept");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "retention did not bring the log under 500 bytes: {count} events, {bytes} bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!server.log_lines().contains("retention pass failed"));
+}
