@@ -11,6 +11,8 @@ use pulse_core::event::shared_text;
 use pulse_core::{Event, EventError, StoredEvent};
 use rusqlite::Row;
 
+use crate::size::stored_size;
+
 /// The columns read back, in [`decode`]'s order.
 pub(crate) const COLUMNS: &str =
     "seq, id, type, source, subject, time, datacontenttype, dataschema, extensions, data";
@@ -19,10 +21,10 @@ pub(crate) const COLUMNS: &str =
 pub(crate) const COLUMNS_E: &str = "e.seq, e.id, e.type, e.source, e.subject, e.time, \
     e.datacontenttype, e.dataschema, e.extensions, e.data";
 
-/// The insert statement for [`PendingEvent::bind`]; a stored id makes it a no-op.
+/// The insert statement for [`PendingEvent::insert`]; a stored id makes it a no-op.
 pub(crate) const INSERT: &str = "INSERT INTO events \
-    (seq, id, type, source, subject, time, datacontenttype, dataschema, extensions, data) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING";
+    (seq, id, type, source, subject, time, datacontenttype, dataschema, extensions, data, size) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING";
 
 /// An event checked and encoded for the writer.
 #[derive(Debug)]
@@ -31,6 +33,8 @@ pub(crate) struct PendingEvent {
     pub(crate) event: Event,
     pub(crate) time_ns: i64,
     pub(crate) extensions: Option<String>,
+    /// Its stored size (see [`crate::size`]), computed here rather than on the writer.
+    pub(crate) size: u64,
 }
 
 impl PendingEvent {
@@ -47,10 +51,12 @@ impl PendingEvent {
                     .map_err(|e| EventError::Data(e.to_string()))?,
             )
         };
+        let size = stored_size(&event, extensions.as_deref());
         Ok(Self {
             event,
             time_ns,
             extensions,
+            size,
         })
     }
 
@@ -73,6 +79,7 @@ impl PendingEvent {
             e.dataschema,
             self.extensions,
             e.data.as_deref(),
+            i64::try_from(self.size).unwrap_or(i64::MAX),
         ])?;
         Ok(changed == 1)
     }
@@ -136,9 +143,8 @@ mod tests {
 
     #[test]
     fn an_event_round_trips_through_a_row() {
-        let conn = rusqlite::Connection::open_in_memory().unwrap();
-        conn.execute_batch(include_str!("migrations/0001_events.sql"))
-            .unwrap();
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        crate::schema::migrate(&mut conn).unwrap();
         let event = Event::new("health.reading.heart_rate")
             .with_subject("user-1")
             .with_data("application/octet-stream", vec![0u8, 255, 7])

@@ -11,7 +11,8 @@
 //!   never wait for the writer and SQLite never runs on a runtime worker;
 //! - **consumer groups** ([`groups`]) reuse pulse-core's `GroupState` and persist only
 //!   what must survive a crash: committed offsets (in batches) and dead letters;
-//! - **retention** ([`retention`]) deletes old events in small steps between commits;
+//! - **retention** ([`retention`]) deletes old events in small steps between commits,
+//!   by age, count or stored bytes (sizes and their total in [`size`]);
 //! - **versioned schema** ([`schema`]): a file that is not a Pulse log, is corrupt, or
 //!   comes from a newer Pulse is refused and never modified.
 
@@ -26,6 +27,7 @@ mod options;
 mod reader;
 mod retention;
 mod schema;
+mod size;
 mod stats;
 mod writer;
 

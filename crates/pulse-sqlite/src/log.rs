@@ -24,9 +24,11 @@ use crate::checkpoint;
 use crate::codec::PendingEvent;
 use crate::error::{io_error, sqlite_error};
 use crate::groups::{self, Groups};
+use crate::metrics as m;
 use crate::options::{FsyncPolicy, SqliteOptions};
 use crate::reader::{self, Readers};
 use crate::schema::{self, FileKind, SCHEMA_VERSION};
+use crate::size;
 use crate::writer::{self, Command, DirtyOffsets, WriteOp, Writer};
 use crate::{dead_letters, stats::LogStats};
 
@@ -143,6 +145,9 @@ impl SqliteLog {
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(|e| sqlite_error("cannot configure the log", e))?;
         let last = last_seq(&conn)?;
+        let stored_bytes =
+            size::total(&conn).map_err(|e| sqlite_error("cannot read the stored bytes", e))?;
+        metrics::gauge!(m::STORED_BYTES).set(stored_bytes as f64);
         let groups = groups::restore(&conn)?;
         let (last_tx, last_rx) = watch::channel(last);
         let dirty = DirtyOffsets::default();

@@ -14,6 +14,8 @@ pub(crate) const COMMIT_SECONDS: &str = "pulse_sqlite_commit_seconds";
 pub(crate) const COMMIT_BATCH_EVENTS: &str = "pulse_sqlite_commit_batch_events";
 /// Events deleted by retention.
 pub(crate) const PRUNED_EVENTS: &str = "pulse_sqlite_pruned_events_total";
+/// The stored sizes of the stored events added up (see `Retention::max_bytes`).
+pub(crate) const STORED_BYTES: &str = "pulse_sqlite_stored_bytes";
 /// Events moved to the dead-letter store.
 pub(crate) const DEAD_LETTERED_EVENTS: &str = "pulse_sqlite_dead_lettered_events_total";
 /// Failed write transactions.
@@ -21,7 +23,7 @@ pub(crate) const WRITE_ERRORS: &str = "pulse_sqlite_write_errors_total";
 
 /// Describes every metric once, for exporters that show descriptions.
 pub fn describe() {
-    use metrics::{describe_counter, describe_histogram, Unit};
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(
         APPENDED_EVENTS,
         Unit::Count,
@@ -44,6 +46,11 @@ pub fn describe() {
         "events in one group commit"
     );
     describe_counter!(PRUNED_EVENTS, Unit::Count, "events deleted by retention");
+    describe_gauge!(
+        STORED_BYTES,
+        Unit::Bytes,
+        "stored sizes of the events in the log, added up"
+    );
     describe_counter!(
         DEAD_LETTERED_EVENTS,
         Unit::Count,

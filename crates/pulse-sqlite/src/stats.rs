@@ -9,6 +9,7 @@ use rusqlite::Connection;
 use crate::codec::nanos_to_time;
 use crate::dead_letters;
 use crate::error::sqlite_error;
+use crate::size;
 
 /// Sizes, offsets and times of a log.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -33,6 +34,10 @@ pub struct LogStats {
     pub last_time: Option<DateTime<Utc>>,
     /// Dead letters stored.
     pub dead_letters: u64,
+    /// The stored sizes of the stored events added up, dead-lettered ones included: what
+    /// [`Retention::max_bytes`](crate::Retention::max_bytes) limits. Smaller than
+    /// `file_bytes`, which also holds SQLite's row headers, indexes and free pages.
+    pub stored_bytes: u64,
 }
 
 impl LogStats {
@@ -71,6 +76,7 @@ impl LogStats {
             first_time: first.map(|f| f.1),
             last_time: last.map(|l| l.1),
             dead_letters: dead_letters::count(conn)?,
+            stored_bytes: size::total(conn).map_err(fail)?,
         })
     }
 }

@@ -23,6 +23,7 @@ use crate::error::sqlite_error;
 use crate::metrics as m;
 use crate::options::{FsyncPolicy, SqliteOptions};
 use crate::retention::Pruner;
+use crate::size;
 
 /// A write operation other than an append, run inside the next group transaction
 /// (under its own savepoint, so its failure touches nothing else). Returns a number for
@@ -227,6 +228,7 @@ impl Writer {
                 }
                 if stored > 0 {
                     self.last_seq.send_replace(self.next_seq - 1);
+                    metrics::gauge!(m::STORED_BYTES).set(results.stored_bytes as f64);
                 }
                 let done: Completed = appends
                     .into_iter()
@@ -284,8 +286,10 @@ impl Writer {
         let mut replies = Replies {
             appended: Vec::with_capacity(appends.len()),
             writes: Vec::with_capacity(ops.len()),
+            stored_bytes: 0,
         };
         let first_seq = self.next_seq;
+        let mut added_bytes = 0u64;
         {
             let mut insert = tx
                 .prepare_cached(INSERT)
@@ -300,6 +304,7 @@ impl Writer {
                         .insert(&mut insert, self.next_seq)
                         .map_err(|e| sqlite_error("cannot append", e))?;
                     if inserted {
+                        added_bytes += pending.size;
                         results.push(Appended {
                             offset: self.next_seq,
                             duplicate: false,
@@ -325,6 +330,9 @@ impl Writer {
                 [(self.next_seq - 1) as i64],
             )
             .map_err(|e| sqlite_error("cannot record the last offset", e))?;
+            replies.stored_bytes =
+                size::add_to_total(&tx, i64::try_from(added_bytes).unwrap_or(i64::MAX))
+                    .map_err(|e| sqlite_error("cannot record the stored bytes", e))?;
         }
         // Dead letters (ops) first: a position written in this transaction may rely on them.
         for op in ops {
@@ -396,6 +404,8 @@ impl Writer {
 struct Replies {
     appended: Vec<Vec<Appended>>,
     writes: Vec<Result<u64, LogError>>,
+    /// The stored total after the commit, when it stored events.
+    stored_bytes: u64,
 }
 
 /// `LogError` is not `Clone`; a failed transaction answers every waiting caller.

@@ -8,19 +8,7 @@ use std::process::Command;
 use pulse_core::{Event, EventLog, GroupConfig, LogError, Pattern, ReadQuery};
 use pulse_sqlite::{SqliteLog, PULSE_APPLICATION_ID, SCHEMA_VERSION};
 
-use crate::support::fast;
-
-/// Schema version 1 as Pulse 0.1 wrote it, kept here verbatim on purpose.
-const V1_SCHEMA: &str = "
-CREATE TABLE events (
-    seq INTEGER PRIMARY KEY, id TEXT NOT NULL, type TEXT NOT NULL, source TEXT NOT NULL,
-    subject TEXT, time INTEGER NOT NULL, datacontenttype TEXT, dataschema TEXT,
-    extensions TEXT, data BLOB);
-CREATE UNIQUE INDEX events_id ON events (id);
-CREATE TABLE log_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE consumer_groups (name TEXT PRIMARY KEY, pattern TEXT NOT NULL,
-    committed INTEGER NOT NULL) WITHOUT ROWID;
-";
+use crate::support::{fast, V1_SCHEMA};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_log_is_migrated_and_keeps_its_data() {

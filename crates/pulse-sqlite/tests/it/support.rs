@@ -38,3 +38,30 @@ where
     }
     panic!("{what} did not happen");
 }
+
+/// Schema version 1 as Pulse 0.1 wrote it, kept here verbatim on purpose.
+pub(crate) const V1_SCHEMA: &str = "
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL, type TEXT NOT NULL, source TEXT NOT NULL,
+    subject TEXT, time INTEGER NOT NULL, datacontenttype TEXT, dataschema TEXT,
+    extensions TEXT, data BLOB);
+CREATE UNIQUE INDEX events_id ON events (id);
+CREATE TABLE log_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE consumer_groups (name TEXT PRIMARY KEY, pattern TEXT NOT NULL,
+    committed INTEGER NOT NULL) WITHOUT ROWID;
+";
+
+/// What schema version 2 added to version 1, kept here verbatim on purpose (not read
+/// from the migration files, so that a later edit of them cannot hide a broken upgrade).
+pub(crate) const V2_CHANGES: &str = "
+CREATE INDEX events_time ON events (time);
+ALTER TABLE consumer_groups ADD COLUMN start TEXT NOT NULL DEFAULT 'earliest';
+ALTER TABLE consumer_groups ADD COLUMN max_deliver INTEGER NOT NULL DEFAULT 5;
+ALTER TABLE consumer_groups ADD COLUMN ack_wait_ms INTEGER NOT NULL DEFAULT 30000;
+CREATE TABLE dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, grp TEXT NOT NULL, event_seq INTEGER NOT NULL,
+    error TEXT NOT NULL, attempts INTEGER NOT NULL, first_failure INTEGER NOT NULL,
+    last_failure INTEGER NOT NULL, redriven INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX dead_letters_grp ON dead_letters (grp, id);
+CREATE INDEX dead_letters_event ON dead_letters (event_seq);
+";
