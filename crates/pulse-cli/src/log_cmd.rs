@@ -239,7 +239,11 @@ async fn stats(log: &SqliteLog, json: bool) -> anyhow::Result<()> {
         stats.file_bytes as f64 / 1e6,
         stats.wal_bytes as f64 / 1e6
     );
-    println!("events         {}", stats.events);
+    println!(
+        "events         {} ({:.1} MB as stored, what retention's max_bytes counts)",
+        stats.events,
+        stats.stored_bytes as f64 / 1e6
+    );
     println!(
         "offsets        {} ..= {}",
         stats.first_offset, stats.last_offset

@@ -99,6 +99,7 @@ impl OpenLog {
                 let options = SqliteOptions::default().with_retention(Retention {
                     max_age: config.retention.max_age,
                     max_events: config.retention.max_events,
+                    max_bytes: config.retention.max_bytes,
                 });
                 let log = SqliteLog::open_with(data_dir, options)
                     .await

@@ -74,6 +74,7 @@ fn stats_replay_tail_and_dead_letters() {
     assert_eq!(stats["events"], 20);
     assert_eq!(stats["last_offset"], 20);
     assert_eq!(stats["dead_letters"], 1);
+    assert!(stats["stored_bytes"].as_u64().unwrap() > 20 * 20, "{stats}");
     assert_eq!(stats["groups"][0]["name"], "g");
 
     let replay = stdout_lines(&pulse(

@@ -8,4 +8,5 @@ mod postgres_instances;
 mod postgres_retention;
 mod serve;
 mod shared_jobs;
+mod sqlite_retention;
 mod support;

@@ -6,24 +6,7 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
-
-use crate::support::{postgres_log, unique, DropSchema, Server};
-
-/// Publishes events `e-<i>` for every `i` of `ids` through `server`.
-async fn publish(server: &Server, ids: std::ops::Range<u64>) {
-    let events: Vec<Value> = ids
-        .map(|i| json!({"specversion": "1.0", "id": format!("e-{i}"), "source": "test", "type": "health.reading.hr", "data": i}))
-        .collect();
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/events", server.base))
-        .header("content-type", "application/cloudevents-batch+json")
-        .body(Value::Array(events).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-}
+use crate::support::{postgres_log, publish_numbered as publish, unique, DropSchema, Server};
 
 /// A plain connection to the test server, driven on its own task.
 async fn admin(url: &str) -> tokio_postgres::Client {

@@ -26,7 +26,7 @@ pub(crate) struct Server {
     /// The name the test gave it.
     pub(crate) name: String,
     stderr: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Server {
@@ -54,7 +54,7 @@ impl Server {
             ws: format!("ws://127.0.0.1:{port}"),
             name: name.to_owned(),
             stderr,
-            _dir: dir,
+            dir,
         };
         for _ in 0..1500 {
             if let Ok(r) = reqwest::get(format!("{}/healthz", server.base)).await {
@@ -83,6 +83,27 @@ impl Server {
     pub(crate) fn log_lines(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
+
+    /// The `--data-dir` it was started with (the SQLite log lives there).
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+}
+
+/// Publishes events `e-<i>` (type `health.reading.hr`, data `i`) for every `i` of `ids`
+/// through `server` in one batch.
+pub(crate) async fn publish_numbered(server: &Server, ids: std::ops::Range<u64>) {
+    let events: Vec<serde_json::Value> = ids
+        .map(|i| serde_json::json!({"specversion": "1.0", "id": format!("e-{i}"), "source": "test", "type": "health.reading.hr", "data": i}))
+        .collect();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/events", server.base))
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(serde_json::Value::Array(events).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
 }
 
 impl Drop for Server {
