@@ -67,8 +67,8 @@ pub fn connection(url: &str) -> Result<(Config, Tls), String> {
         }
     };
     config.ssl_mode(ssl_mode);
-    let tls = match (check, root) {
-        (Check::None, _) => MakeRustlsConnect::new(client_config(Arc::new(Unchecked(provider())))),
+    let chain = match (check, root) {
+        (Check::None, _) => None,
         (_, None) => {
             return Err(format!(
                 "sslmode={} checks the server's certificate: add sslrootcert=<PEM file> or \
@@ -76,17 +76,20 @@ pub fn connection(url: &str) -> Result<(Config, Tls), String> {
                 mode.unwrap_or_default()
             ))
         }
-        (check, Some(root)) => {
+        (_, Some(root)) => {
             let roots = Arc::new(load_roots(&root)?);
-            let verifier = WebPkiServerVerifier::builder_with_provider(roots, Arc::new(provider()))
+            let chain = WebPkiServerVerifier::builder_with_provider(roots, Arc::new(provider()))
                 .build()
                 .map_err(|e| format!("cannot use the certificates of sslrootcert={root}: {e}"))?;
-            MakeRustlsConnect::new(client_config(Arc::new(Checked {
-                verifier,
-                host: check == Check::ChainAndHost,
-            })))
+            Some(chain)
         }
     };
+    let verifier = Verifier {
+        chain,
+        host: check == Check::ChainAndHost,
+        provider: provider(),
+    };
+    let tls = MakeRustlsConnect::new(client_config(Arc::new(verifier)));
     Ok((config, tls))
 }
 
@@ -206,14 +209,19 @@ fn client_config(verifier: Arc<dyn ServerCertVerifier>) -> ClientConfig {
         .with_no_client_auth()
 }
 
-/// Checks the chain and, unless `host` is false (`verify-ca`), the host name.
+/// Checks the server's certificate as its [`Check`] says; the handshake signatures are
+/// always checked. Without a check (`prefer` and `require` without `sslrootcert`) this
+/// gives what libpq gives: encryption against eavesdropping, not against an impostor.
 #[derive(Debug)]
-struct Checked {
-    verifier: Arc<WebPkiServerVerifier>,
+struct Verifier {
+    /// The chain check against the trusted roots (`None`: no check).
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    /// Whether the certificate must also name the host (`verify-full`).
     host: bool,
+    provider: CryptoProvider,
 }
 
-impl ServerCertVerifier for Checked {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -222,10 +230,10 @@ impl ServerCertVerifier for Checked {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .verifier
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) if !self.host => Ok(ServerCertVerified::assertion()),
@@ -239,7 +247,8 @@ impl ServerCertVerifier for Checked {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.verifier.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -248,62 +257,14 @@ impl ServerCertVerifier for Checked {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.verifier.verify_tls13_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.verifier.supported_verify_schemes()
-    }
-}
-
-/// Accepts any certificate (`prefer` and `require` without `sslrootcert`: encryption
-/// against eavesdropping, as libpq gives, not against an impostor). The handshake
-/// signatures are still checked.
-#[derive(Debug)]
-struct Unchecked(CryptoProvider);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

@@ -25,6 +25,25 @@ async fn encrypted(url: &str) -> Result<bool, String> {
     Ok(row.get(0))
 }
 
+/// The file of the server's certificate when the server offers TLS (`ssl = on`). The
+/// test reads it as its trusted root, so it must be readable here.
+async fn server_certificate(admin: &tokio_postgres::Client) -> Option<String> {
+    let ssl: String = admin.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    if ssl != "on" {
+        return None;
+    }
+    let cert: String = admin
+        .query_one("SHOW ssl_cert_file", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        std::fs::metadata(&cert).is_ok(),
+        "the test reads the server's certificate {cert} as its trusted root"
+    );
+    Some(cert)
+}
+
 /// The test server as key=value settings, naming it by `host`.
 fn settings(url: &str, host: &str) -> String {
     let config: tokio_postgres::Config = url.parse().unwrap();
@@ -40,13 +59,12 @@ async fn sslmode_and_sslrootcert_mean_what_they_mean_in_libpq() {
         return;
     };
     let admin = support::admin(&url).await;
-    let ssl: String = admin.query_one("SHOW ssl", &[]).await.unwrap().get(0);
     let local = settings(&url, "localhost");
     assert_eq!(
         encrypted(&format!("{local} sslmode=disable")).await,
         Ok(false)
     );
-    if ssl != "on" {
+    let Some(cert) = server_certificate(&admin).await else {
         // A server without TLS: `prefer` connects in the clear, `require` refuses.
         assert_eq!(encrypted(&local).await, Ok(false));
         let err = encrypted(&format!("{local} sslmode=require"))
@@ -54,16 +72,7 @@ async fn sslmode_and_sslrootcert_mean_what_they_mean_in_libpq() {
             .unwrap_err();
         assert!(err.contains("TLS") || err.contains("SSL"), "{err}");
         return;
-    }
-    let cert: String = admin
-        .query_one("SHOW ssl_cert_file", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(
-        std::fs::metadata(&cert).is_ok(),
-        "the test reads the server's certificate {cert} as its trusted root"
-    );
+    };
     // Encrypted by default (`prefer`) and with `require`, without checking the certificate.
     assert_eq!(encrypted(&local).await, Ok(true));
     assert_eq!(
@@ -112,16 +121,10 @@ async fn the_log_runs_over_a_verified_connection() {
         return;
     };
     let admin = support::admin(&url).await;
-    let ssl: String = admin.query_one("SHOW ssl", &[]).await.unwrap().get(0);
-    if ssl != "on" {
-        println!("the test server has ssl = {ssl}: the log's TLS path is covered above");
+    let Some(cert) = server_certificate(&admin).await else {
+        println!("the test server does not offer TLS: the log's TLS path is not exercised");
         return;
-    }
-    let cert: String = admin
-        .query_one("SHOW ssl_cert_file", &[])
-        .await
-        .unwrap()
-        .get(0);
+    };
     let verified = format!(
         "{} sslmode=verify-full sslrootcert={cert}",
         settings(&url, "localhost")
