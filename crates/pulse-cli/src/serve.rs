@@ -133,6 +133,7 @@ impl OpenLog {
                 if let Some(partitions) = config.log.partitions {
                     options.partitions = partitions;
                 }
+                options.tls_ca.clone_from(&config.log.tls_ca);
                 options.max_age = config.retention.max_age;
                 options.max_events = config.retention.max_events;
                 options.max_bytes = config.retention.max_bytes;

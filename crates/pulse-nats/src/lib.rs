@@ -90,11 +90,10 @@ pub use options::{Names, NatsOptions, MAX_PARTITIONS};
 /// Deletes every JetStream resource of the log named by `options` (streams and KV
 /// buckets), for tests and for operators retiring a log. Missing ones are skipped.
 pub async fn delete_log(url: &str, options: &NatsOptions) -> Result<(), pulse_core::LogError> {
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(options.connect_timeout)
-        .connect(url)
-        .await
-        .map_err(|e| pulse_core::LogError::Unavailable(format!("cannot connect to NATS: {e}")))?;
+    let client =
+        options.client().connect(url).await.map_err(|e| {
+            pulse_core::LogError::Unavailable(format!("cannot connect to NATS: {e}"))
+        })?;
     let js = async_nats::jetstream::new(client);
     let names = options.names();
     for stream in [&names.stream, &names.dead_stream] {

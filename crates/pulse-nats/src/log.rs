@@ -13,7 +13,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
-use async_nats::{Client, ConnectOptions};
+use async_nats::Client;
 use parking_lot::Mutex;
 use pulse_core::LogError;
 use tokio::sync::{watch, OnceCell};
@@ -73,9 +73,9 @@ impl NatsLog {
     /// `Incompatible`. Once connected, the client reconnects by itself after a loss.
     pub async fn connect(url: &str, options: NatsOptions) -> Result<Self, LogError> {
         options.validate()?;
-        let client = ConnectOptions::new()
+        let client = options
+            .client()
             .name("pulse")
-            .connection_timeout(options.connect_timeout)
             .request_timeout(Some(options.request_timeout))
             .max_reconnects(None)
             .reconnect_delay_callback(|attempts| {

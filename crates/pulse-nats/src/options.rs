@@ -7,8 +7,10 @@
 //! their names from it. Instances that should share a log name the same prefix and the
 //! same number of partitions.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use async_nats::ConnectOptions;
 use pulse_core::LogError;
 
 use crate::partition::Part;
@@ -51,6 +53,11 @@ pub struct NatsOptions {
     pub request_timeout: Duration,
     /// How long to wait for the first connection.
     pub connect_timeout: Duration,
+    /// A PEM file of the certificate authorities trusted for the server's certificate.
+    /// When set, the connection must be TLS (the server's `tls` block), checked against
+    /// these and the host name of the URL. Without it, a `tls://` URL is checked against
+    /// the system's trust store.
+    pub tls_ca: Option<PathBuf>,
     /// The most events without a subject one group has fetched and not yet
     /// acknowledged (JetStream's `max_ack_pending` of the group's unordered consumer;
     /// each partition's is 1); bounds the memory of every member.
@@ -94,11 +101,21 @@ impl NatsOptions {
             memory_storage: false,
             request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            tls_ca: None,
             max_ack_pending: 4096,
             backoff: Vec::new(),
             liveness: Duration::from_secs(3),
             lease_ttl: Duration::from_secs(24 * 3600),
             watch_interval: Duration::from_millis(100),
+        }
+    }
+
+    /// The client settings every connection of the log starts from: its timeout and TLS.
+    pub(crate) fn client(&self) -> ConnectOptions {
+        let client = ConnectOptions::new().connection_timeout(self.connect_timeout);
+        match &self.tls_ca {
+            Some(ca) => client.add_root_certificates(ca.clone()).require_tls(true),
+            None => client,
         }
     }
 

@@ -564,6 +564,10 @@ pub struct LogConfig {
     /// at most this many subjects at once, in order per subject; the backend's default
     /// when absent.
     pub partitions: Option<u32>,
+    /// NATS only: a PEM file of the authorities trusted for the server's certificate;
+    /// the connection must then be TLS. (PostgreSQL takes `sslmode` and `sslrootcert`
+    /// in its URL.)
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for LogConfig {
@@ -575,6 +579,7 @@ impl std::fmt::Debug for LogConfig {
             .field("schema", &self.schema)
             .field("instance", &self.instance)
             .field("partitions", &self.partitions)
+            .field("tls_ca", &self.tls_ca)
             .finish()
     }
 }
@@ -588,6 +593,7 @@ struct RawLog {
     schema: Option<String>,
     instance: Option<String>,
     partitions: Option<u32>,
+    tls_ca: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for RawLog {
@@ -643,12 +649,19 @@ fn validate_log(raw: RawLog) -> Result<LogConfig, ConfigError> {
     if raw.partitions.is_some_and(|n| !(1..=1024).contains(&n)) {
         return Err(invalid("log.partitions", "must be 1 to 1024"));
     }
+    if raw.tls_ca.is_some() && backend != LogBackend::Nats {
+        return Err(invalid(
+            "log.tls_ca",
+            "only for the nats backend (postgres takes sslrootcert in its url)",
+        ));
+    }
     Ok(LogConfig {
         backend,
         url,
         schema: raw.schema,
         instance: raw.instance,
         partitions: raw.partitions,
+        tls_ca: raw.tls_ca,
     })
 }
 
@@ -790,10 +803,15 @@ mod tests {
             "the url is never printed"
         );
         assert_eq!(Config::parse("").unwrap().log.backend, LogBackend::Sqlite);
-        let nats =
-            Config::parse("[log]\nbackend = \"nats\"\nurl = \"nats://n:4222\"\npartitions = 64")
-                .unwrap();
+        let nats = Config::parse(
+            "[log]\nbackend = \"nats\"\nurl = \"tls://n:4222\"\npartitions = 64\ntls_ca = \"/etc/pulse/nats-ca.pem\"",
+        )
+        .unwrap();
         assert_eq!(nats.log.partitions, Some(64));
+        assert_eq!(
+            nats.log.tls_ca,
+            Some(PathBuf::from("/etc/pulse/nats-ca.pem"))
+        );
         for (text, key) in [
             ("[log]\nbackend = \"postgres\"", "log.url"),
             ("[log]\nurl = \"postgres://db\"", "log.url"),
@@ -803,6 +821,10 @@ mod tests {
             ),
             ("[log]\nschema = \"x\"", "log.schema"),
             ("[log]\npartitions = 8", "log.partitions"),
+            (
+                "[log]\nbackend = \"postgres\"\nurl = \"postgres://db\"\ntls_ca = \"/ca.pem\"",
+                "log.tls_ca",
+            ),
             (
                 "[log]\nbackend = \"nats\"\nurl = \"nats://n:4222\"\npartitions = 0",
                 "log.partitions",

@@ -11,3 +11,4 @@ mod layout;
 mod ordering;
 mod outage;
 mod support;
+mod tls;
