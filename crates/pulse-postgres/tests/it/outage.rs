@@ -14,6 +14,7 @@ use pulse_postgres::{PostgresLog, PostgresOptions};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_postgres::config::Host;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::support::{self, Schema};
 
@@ -22,6 +23,7 @@ struct Proxy {
     port: u16,
     up: Arc<AtomicBool>,
     generation: Arc<parking_lot::Mutex<CancellationToken>>,
+    links: TaskTracker,
 }
 
 impl Proxy {
@@ -30,7 +32,8 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
         let generation = Arc::new(parking_lot::Mutex::new(CancellationToken::new()));
-        let (up2, generation2) = (Arc::clone(&up), Arc::clone(&generation));
+        let links = TaskTracker::new();
+        let (up2, generation2, links2) = (Arc::clone(&up), Arc::clone(&generation), links.clone());
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if !up2.load(Ordering::SeqCst) {
@@ -38,13 +41,15 @@ impl Proxy {
                 }
                 let cut = generation2.lock().clone();
                 let upstream = upstream.clone();
-                tokio::spawn(async move {
+                links2.spawn(async move {
                     let Ok(mut outbound) = TcpStream::connect(upstream).await else {
                         return;
                     };
+                    // Once cut, forward nothing more, even bytes already waiting.
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        biased;
                         () = cut.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                     }
                 });
             }
@@ -53,13 +58,19 @@ impl Proxy {
             port,
             up,
             generation,
+            links,
         }
     }
 
-    fn cut(&self) {
+    /// Refuses new connections and returns once every proxied connection is closed, so
+    /// that nothing sent afterwards reaches the server.
+    async fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);
         let old = std::mem::take(&mut *self.generation.lock());
         old.cancel();
+        self.links.close();
+        self.links.wait().await;
+        self.links.reopen();
     }
 
     fn restore(&self) {
@@ -130,7 +141,7 @@ async fn losing_the_database_is_unavailable_and_loses_nothing() {
     .await
     .unwrap();
 
-    proxy.cut();
+    proxy.cut().await;
     let append = log.append(vec![Event::new("o.x").with_id("during")]).await;
     assert!(is_unavailable(&append), "append while down: {append:?}");
     let read = log.read(ReadQuery::after(0, 10)).await;
