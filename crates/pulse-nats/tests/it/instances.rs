@@ -114,7 +114,7 @@ async fn a_dead_instances_events_go_to_the_others() {
         .ack("workers", &[taken[0].event.offset])
         .await
         .unwrap();
-    proxy.cut();
+    proxy.cut().await;
     let mut handled = BTreeSet::from([taken[0].event.offset]);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
     while handled.len() < 20 && tokio::time::Instant::now() < deadline {

@@ -36,7 +36,7 @@ async fn losing_nats_gives_clear_errors_and_loses_nothing_acknowledged() {
         .await
         .unwrap();
 
-    proxy.cut();
+    proxy.cut().await;
     let during = events("during", 5, 3);
     let mut saw_unavailable = false;
     for _ in 0..3 {

@@ -94,7 +94,7 @@ pub(crate) async fn contract_log() -> (NatsLog, Prefix) {
 pub(crate) struct Proxy {
     addr: std::net::SocketAddr,
     up: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    links: std::sync::Arc<parking_lot::Mutex<Vec<tokio::task::AbortHandle>>>,
+    links: std::sync::Arc<parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -119,7 +119,7 @@ impl Proxy {
             .expect("bind a loopback port");
         let addr = listener.local_addr().expect("a bound address");
         let up = Arc::new(AtomicBool::new(true));
-        let links: Arc<parking_lot::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let links: Arc<parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
         let (up2, links2) = (up.clone(), links.clone());
         let accept = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
@@ -132,7 +132,7 @@ impl Proxy {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });
-                links2.lock().push(link.abort_handle());
+                links2.lock().push(link);
             }
         });
         Self {
@@ -148,12 +148,22 @@ impl Proxy {
         format!("nats://{}", self.addr)
     }
 
-    /// Closes every connection and refuses new ones.
-    pub(crate) fn cut(&self) {
+    /// Refuses new connections and returns once every proxied connection is closed, so
+    /// that nothing sent afterwards reaches the server.
+    pub(crate) async fn cut(&self) {
+        let links = self.refuse_and_abort();
+        for link in links {
+            let _ = link.await;
+        }
+    }
+
+    fn refuse_and_abort(&self) -> Vec<tokio::task::JoinHandle<()>> {
         self.up.store(false, std::sync::atomic::Ordering::SeqCst);
-        for link in self.links.lock().drain(..) {
+        let links: Vec<_> = self.links.lock().drain(..).collect();
+        for link in &links {
             link.abort();
         }
+        links
     }
 
     /// Accepts connections again.
@@ -164,7 +174,7 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        self.cut();
+        self.refuse_and_abort();
         self.accept.abort();
     }
 }
