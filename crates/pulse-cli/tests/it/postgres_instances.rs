@@ -196,19 +196,32 @@ async fn three_instances_share_a_group_and_survive_a_kill() {
         "what the killed instance held came back to the survivor: held {held:?}, redelivered {redelivered:?}"
     );
 
-    // The group's position is shared: every instance sees it committed.
+    // The group's position is shared: every instance sees it committed once the last acks,
+    // which a WebSocket client sends without waiting for an answer, have been applied.
     let mut options = pulse_postgres::PostgresOptions::new(schema.clone());
     options.pool_size = 1;
     let log = pulse_postgres::PostgresLog::connect(&url, options)
         .await
         .unwrap();
-    let group = log
-        .groups()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|g| g.name == "g")
-        .unwrap();
-    assert_eq!((group.committed, group.pending), (TOTAL, 0));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let group = log
+            .groups()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|g| g.name == "g")
+            .unwrap();
+        if (group.committed, group.pending) == (TOTAL, 0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the group's position stayed at committed {}, pending {}",
+            group.committed,
+            group.pending
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     drop(publisher);
 }
