@@ -175,3 +175,98 @@ async fn a_dead_instances_deliveries_go_to_the_others() {
     );
     assert_eq!(survivor.groups().await.unwrap()[0].committed, 60);
 }
+
+/// On its last attempt, a delivery whose lease runs out or whose instance dies becomes a
+/// dead letter saying which; a redriven letter that runs out again is the same letter,
+/// updated, not a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_attempt_expiring_dead_letters_with_the_reason() {
+    let Some(url) = support::url("the_last_attempt_expiring_dead_letters_with_the_reason") else {
+        return;
+    };
+    let schema = Schema::new(url, "expirydl");
+    let mut options = schema.options();
+    options.heartbeat = Duration::from_millis(200);
+    options.instance_timeout = Duration::from_secs(1);
+    let mut doomed_options = options.clone();
+    doomed_options.instance = Some("doomed-instance".to_owned());
+    let survivor = schema.open_with(options).await;
+    let doomed = schema.open_with(doomed_options).await;
+    let mut lease = config(Duration::from_millis(300));
+    lease.max_deliver = 1;
+    let mut crash = config(Duration::from_secs(600));
+    crash.max_deliver = 1;
+    for log in [&survivor, &doomed] {
+        log.ensure_group("lease", lease.clone()).await.unwrap();
+        log.ensure_group("crash", crash.clone()).await.unwrap();
+    }
+    append_work(&survivor, 2, 2).await;
+
+    // "lease": offset 1 is never acked; "crash": offset 2 is held by an instance that dies.
+    let held = survivor.fetch("lease", 1).await.unwrap();
+    assert_eq!((held[0].event.offset, held[0].attempt), (1, 1));
+    let held = doomed.fetch("crash", 10).await.unwrap();
+    assert_eq!(held.len(), 2);
+    doomed.ack("crash", &[1]).await.unwrap();
+    drop(doomed);
+
+    let letters = |group: &'static str| {
+        let survivor = survivor.clone();
+        async move { survivor.dead_letters(Some(group), 0, 10).await.unwrap() }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while letters("lease").await.is_empty() || letters("crash").await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no dead letters");
+        for group in ["lease", "crash"] {
+            let got = survivor.fetch(group, 10).await.unwrap();
+            assert!(
+                got.iter().all(|d| d.event.offset == 2 && group == "lease"),
+                "a last attempt was handed out again: {group} {:?}",
+                got.iter().map(|d| d.event.offset).collect::<Vec<_>>()
+            );
+            if !got.is_empty() {
+                survivor.ack(group, &[2]).await.unwrap();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let by_lease = letters("lease").await;
+    assert_eq!(
+        (
+            by_lease.len(),
+            by_lease[0].event.offset,
+            by_lease[0].attempts
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        by_lease[0].error,
+        "not acknowledged within the ack wait of 300ms"
+    );
+    let by_crash = letters("crash").await;
+    assert_eq!((by_crash.len(), by_crash[0].event.offset), (1, 2));
+    assert_eq!(
+        by_crash[0].error,
+        "instance doomed-instance stopped before acknowledging"
+    );
+
+    // Redriven and left to run out again: still one letter, with the latest failure.
+    let first = by_lease[0].clone();
+    survivor.redrive(first.id).await.unwrap();
+    let again = survivor.fetch("lease", 10).await.unwrap();
+    assert_eq!(
+        again.iter().map(|d| d.event.offset).collect::<Vec<_>>(),
+        [1]
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(survivor.fetch("lease", 10).await.unwrap().is_empty());
+    let after = letters("lease").await;
+    assert_eq!(
+        after.len(),
+        1,
+        "the redriven letter is updated, not doubled"
+    );
+    assert_eq!(after[0].id, first.id);
+    assert!(after[0].last_failure > first.last_failure);
+    assert_eq!(survivor.groups().await.unwrap().len(), 2);
+}
