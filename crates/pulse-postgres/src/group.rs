@@ -20,7 +20,7 @@
 //!   `scanned` and `scanned` only grows, so it only grows.
 //! - **Retention** moves a group whose position is below the pruned range up to it and
 //!   drops its deliveries of pruned events; a fetch holds the retention key shared so
-//!   the two never interleave ([`crate::retention`]).
+//!   the two never interleave (see the `retention` module).
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -6,19 +6,19 @@
 //! - **appends** are gap-free and visible in offset order: append transactions are
 //!   serialized by an advisory lock and batched per instance (group commit); see
 //!   the `append` module for why a reader can never skip a late commit;
-//! - **TLS** follows libpq's `sslmode` and `sslrootcert` ([`tls`](crate::tls));
+//! - **TLS** follows libpq's `sslmode` and `sslrootcert` ([`tls`]);
 //! - **wake-ups** cross instances with `LISTEN/NOTIFY` (the `listen` module);
 //! - **consumer groups** are rows: one group spread over several instances hands each
 //!   event to one of them, keeps one event per subject in flight, and hands a dead
-//!   instance's work to the others ([`group`](crate::group));
+//!   instance's work to the others ([`group`]);
 //! - **dead letters** keep the error and attempts and can be redriven;
 //! - **retention** deletes events past `max_events`, `max_age` or `max_bytes` in small
 //!   steps, one instance at a time, never reusing an offset (the `retention` module);
-//! - **jobs** get a once-per-tick lease and a checkpoint store ([`jobs`](crate::jobs));
-//! - **aggregation** reads readings from a table by binary COPY ([`batch`](crate::batch));
+//! - **jobs** get a once-per-tick lease and a checkpoint store ([`jobs`]);
+//! - **aggregation** reads readings from a table by binary COPY ([`batch`]);
 //!   the aggregates of scheduled jobs are shared by every instance, merged in the
 //!   transaction that moves the job's checkpoint by compare-and-set
-//!   ([`aggregates`](crate::aggregates)).
+//!   ([`aggregates`]).
 //!
 //! Migrations are numbered `.sql` files applied under an advisory lock when connecting.
 

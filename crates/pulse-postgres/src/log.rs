@@ -275,7 +275,7 @@ impl EventLog for PostgresLog {
 
     /// Waits for appends (from any instance, through LISTEN/NOTIFY), for this instance's
     /// acks and nacks (which may unblock a subject), and for the next row falling due by
-    /// time; other instances' acks are noticed by a recheck every [`RECHECK`], so an idle
+    /// time; other instances' acks are noticed by a recheck every `RECHECK` (250 ms), so an idle
     /// consumer costs a few queries a second, not a tight poll.
     async fn fetch_wait(
         &self,

@@ -4,17 +4,17 @@
 //! WAL mode). Its shape follows from the durability promise, "stored before `append`
 //! returns", at high rates:
 //!
-//! - **one writer thread with group commit** ([`writer`]): all appends waiting when a
-//!   transaction starts share it and its one fsync, so throughput grows with load instead
-//!   of being capped by the disk's fsync rate;
-//! - **readers on their own connections** ([`reader`]) on tokio's blocking pool, so reads
-//!   never wait for the writer and SQLite never runs on a runtime worker;
-//! - **consumer groups** ([`groups`]) reuse pulse-core's `GroupState` and persist only
-//!   what must survive a crash: committed offsets (in batches) and dead letters;
-//! - **retention** ([`retention`]) deletes old events in small steps between commits,
-//!   by age, count or stored bytes (sizes and their total in [`size`]);
-//! - **versioned schema** ([`schema`]): a file that is not a Pulse log, is corrupt, or
-//!   comes from a newer Pulse is refused and never modified.
+//! - **one writer thread with group commit** (module `writer`): all appends waiting when
+//!   a transaction starts share it and its one fsync, so throughput grows with load
+//!   instead of being capped by the disk's fsync rate;
+//! - **readers on their own connections** (module `reader`) on tokio's blocking pool, so
+//!   reads never wait for the writer and SQLite never runs on a runtime worker;
+//! - **consumer groups** (module `groups`) reuse pulse-core's `GroupState` and persist
+//!   only what must survive a crash: committed offsets (in batches) and dead letters;
+//! - **retention** (module `retention`) deletes old events in small steps between
+//!   commits, by age, count or stored bytes (sizes and their total: module `size`);
+//! - **versioned schema** (module `schema`): a file that is not a Pulse log, is corrupt,
+//!   or comes from a newer Pulse is refused and never modified.
 
 mod checkpoint;
 mod codec;
