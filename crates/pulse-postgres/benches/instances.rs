@@ -182,6 +182,8 @@ async fn main() {
     }
     let total = logs[0].last_offset().await.expect("last offset");
     println!("stored {total} events");
+    let rate = consume(&logs[..1], 20_000).await;
+    println!("consume: one group on 1 instance, fetch 256 + ack: {rate:.0} events/s");
     let rate = consume(&logs, 20_000).await;
     println!("consume: one group over {INSTANCES} instances, fetch 256 + ack: {rate:.0} events/s");
     for clean in [false, true] {

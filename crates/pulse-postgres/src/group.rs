@@ -4,12 +4,16 @@
 //! `deliveries` holds one row per admitted, unsettled event (the same bookkeeping as
 //! `pulse_core::group::GroupState`, as rows):
 //!
-//! - **fetch** locks the group's row (`FOR UPDATE`), so fetches of one group from any
-//!   number of instances take turns; it admits new matching events (at most
-//!   [`MAX_PENDING`] held), hands back expired leases, then hands out due rows, oldest
-//!   first, skipping any row whose subject has an earlier unsettled row: one event per
-//!   subject at a time across every instance. A handed-out row records its owner and a
-//!   lease deadline (`due_at` = now + ack wait).
+//! - **fetch** first admits new matching events (at most [`MAX_PENDING`] held) in a short
+//!   transaction holding the group's row (`FOR UPDATE`), so admissions from any number of
+//!   instances take turns. Then, in a second transaction that takes no group lock, it
+//!   hands back expired leases and hands out due rows, oldest first, skipping any row
+//!   whose subject has an earlier unsettled row: one event per subject at a time across
+//!   every instance. Hand-outs of several instances run at once: each locks the rows it
+//!   hands out with `SKIP LOCKED` and re-checks them once locked, so no row goes to two
+//!   of them; and a row whose subject's earlier row was settled after the fetch began
+//!   merely waits for the next fetch. A handed-out row records its owner and a lease
+//!   deadline (`due_at` = now + ack wait).
 //! - **ack** deletes rows and **nack** reschedules or dead-letters one; neither takes the
 //!   group lock (row locks suffice), so acking never waits for another instance's fetch.
 //! - **A dead instance**: an in-flight row is handed back when its lease runs out, or as
@@ -73,7 +77,7 @@ const DUE: &str = "SELECT d.\"offset\" FROM deliveries d \
     AND (d.dead_letter_id IS NOT NULL OR d.subject IS NULL OR NOT EXISTS ( \
         SELECT 1 FROM deliveries e WHERE e.group_name = $1 AND e.subject = d.subject \
         AND e.\"offset\" < d.\"offset\" AND e.dead_letter_id IS NULL)) \
-    ORDER BY d.\"offset\" LIMIT $3";
+    ORDER BY d.\"offset\" LIMIT $3 FOR UPDATE OF d SKIP LOCKED";
 
 const HAND_OUT: &str = "UPDATE deliveries SET in_flight = true, attempts = attempts + 1, \
     due_at = $3::timestamptz + $4::bigint * interval '1 millisecond', owner = $5 \
@@ -89,6 +93,14 @@ const ACK: &str = "WITH acked AS ( \
         DELETE FROM dead_letters WHERE id IN (SELECT dead_letter_id FROM acked) RETURNING id) \
     SELECT EXISTS (SELECT 1 FROM consumer_groups WHERE name = $1), \
         (SELECT count(*) FROM acked), (SELECT count(*) FROM resolved)";
+
+/// What a fetch learned of its group while admitting.
+struct Admitted {
+    max_deliver: i32,
+    ack_wait_ms: i64,
+    /// The database's clock when the group was locked: the fetch's "now".
+    now: DateTime<Utc>,
+}
 
 impl Shared {
     pub(crate) async fn ensure_group(
@@ -154,58 +166,13 @@ impl Shared {
         max: usize,
     ) -> Result<(Vec<Delivery>, Option<Duration>), LogError> {
         let mut client = self.pool.get().await.map_err(error::pool)?;
+        let Admitted {
+            max_deliver,
+            ack_wait_ms,
+            now,
+        } = self.admit(&mut client, group).await?;
         let tx = client.transaction().await.db()?;
-        // Keeps retention steps out until this transaction ends (see crate::retention).
-        let share = tx
-            .prepare_cached(crate::retention::SHARE_RETENTION_KEY)
-            .await
-            .db()?;
-        tx.execute(&share, &[&self.retention_key]).await.db()?;
-        let lock = tx.prepare_cached(LOCK_GROUP).await.db()?;
-        let Some(row) = tx.query_opt(&lock, &[&group]).await.db()? else {
-            return Err(LogError::UnknownGroup(group.to_owned()));
-        };
-        let pattern: String = row.get(0);
-        let max_deliver: i32 = row.get(1);
-        let ack_wait_ms: i64 = row.get(2);
-        let scanned: i64 = row.get(3);
-        let now: DateTime<Utc> = row.get(4);
-        let pattern = Pattern::parse(&pattern).map_err(|e| {
-            LogError::Storage(format!("group {group:?} has an unreadable pattern: {e}"))
-        })?;
-
-        // Admit events after `scanned`: offsets above it are dense (retention deletes only
-        // at or below it), so a window of `room` offsets admits at most `room` events.
-        let held_statement = tx
-            .prepare_cached(
-                "SELECT count(*) FROM deliveries WHERE group_name = $1 AND dead_letter_id IS NULL",
-            )
-            .await
-            .db()?;
-        let held: i64 = tx.query_one(&held_statement, &[&group]).await.db()?.get(0);
-        if held < MAX_PENDING {
-            let last_statement = tx
-                .prepare_cached(crate::retention::LAST_OFFSET)
-                .await
-                .db()?;
-            let last: i64 = tx.query_one(&last_statement, &[]).await.db()?.get(0);
-            let upto = last.min(scanned.saturating_add(MAX_PENDING - held));
-            if upto > scanned {
-                let admit = tx.prepare_cached(ADMIT).await.db()?;
-                tx.execute(
-                    &admit,
-                    &[&group, &scanned, &upto, &pattern_regex(&pattern), &now],
-                )
-                .await
-                .db()?;
-                let advance = tx
-                    .prepare_cached("UPDATE consumer_groups SET scanned = $2 WHERE name = $1")
-                    .await
-                    .db()?;
-                tx.execute(&advance, &[&group, &upto]).await.db()?;
-            }
-        }
-
+        self.share_retention(&tx).await?;
         self.expire(&tx, group, now, max_deliver, ack_wait_ms)
             .await?;
 
@@ -256,6 +223,84 @@ impl Shared {
             }
         }
         Ok((deliveries, None))
+    }
+
+    /// Admits the group's new matching events, in a transaction of its own holding the
+    /// group's row: admissions take turns, hand-outs do not.
+    async fn admit(
+        &self,
+        client: &mut deadpool_postgres::Client,
+        group: &str,
+    ) -> Result<Admitted, LogError> {
+        let tx = client.transaction().await.db()?;
+        self.share_retention(&tx).await?;
+        let lock = tx.prepare_cached(LOCK_GROUP).await.db()?;
+        let Some(row) = tx.query_opt(&lock, &[&group]).await.db()? else {
+            return Err(LogError::UnknownGroup(group.to_owned()));
+        };
+        let pattern: String = row.get(0);
+        let admitted = Admitted {
+            max_deliver: row.get(1),
+            ack_wait_ms: row.get(2),
+            now: row.get(4),
+        };
+        let scanned: i64 = row.get(3);
+        let pattern = Pattern::parse(&pattern).map_err(|e| {
+            LogError::Storage(format!("group {group:?} has an unreadable pattern: {e}"))
+        })?;
+
+        // Admit events after `scanned`: offsets above it are dense (retention deletes only
+        // at or below it), so a window of `room` offsets admits at most `room` events.
+        let held_statement = tx
+            .prepare_cached(
+                "SELECT count(*) FROM deliveries WHERE group_name = $1 AND dead_letter_id IS NULL",
+            )
+            .await
+            .db()?;
+        let held: i64 = tx.query_one(&held_statement, &[&group]).await.db()?.get(0);
+        if held < MAX_PENDING {
+            let last_statement = tx
+                .prepare_cached(crate::retention::LAST_OFFSET)
+                .await
+                .db()?;
+            let last: i64 = tx.query_one(&last_statement, &[]).await.db()?.get(0);
+            let upto = last.min(scanned.saturating_add(MAX_PENDING - held));
+            if upto > scanned {
+                let admit = tx.prepare_cached(ADMIT).await.db()?;
+                tx.execute(
+                    &admit,
+                    &[
+                        &group,
+                        &scanned,
+                        &upto,
+                        &pattern_regex(&pattern),
+                        &admitted.now,
+                    ],
+                )
+                .await
+                .db()?;
+                let advance = tx
+                    .prepare_cached("UPDATE consumer_groups SET scanned = $2 WHERE name = $1")
+                    .await
+                    .db()?;
+                tx.execute(&advance, &[&group, &upto]).await.db()?;
+            }
+        }
+        tx.commit().await.db()?;
+        Ok(admitted)
+    }
+
+    /// Keeps retention steps out until the transaction ends (see the `retention` module).
+    async fn share_retention(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+    ) -> Result<(), LogError> {
+        let share = tx
+            .prepare_cached(crate::retention::SHARE_RETENTION_KEY)
+            .await
+            .db()?;
+        tx.execute(&share, &[&self.retention_key]).await.db()?;
+        Ok(())
     }
 
     /// Hands back in-flight rows whose lease ran out or whose owner died: dead-lettered

@@ -77,10 +77,11 @@
 //!
 //! A fetch admits events into `deliveries` in several statements. Were a step to commit
 //! between them, the fetch could admit an event the step just deleted, leaving a delivery
-//! without an event. So a fetch holds the schema's retention key in shared mode for its
-//! transaction, and a step takes it exclusively after winning the pass key: a step waits
-//! for running fetches (each a few milliseconds), fetches arriving meanwhile wait for the
-//! step, and each sees all or nothing of the other. Acks, nacks and appends do not take
+//! without an event. So a fetch holds the schema's retention key in shared mode for each
+//! of its two transactions (admission, hand-out), and a step takes it exclusively after
+//! winning the pass key: a step waits for running fetches (each a few milliseconds),
+//! fetches arriving meanwhile wait for the step, and each sees all or nothing of the
+//! other. Acks, nacks and appends do not take
 //! the key: none of them can refer to a pruned event once its deliveries are gone (a nack
 //! that locked its delivery first makes the step wait, and its dead letter then keeps the
 //! event).
