@@ -93,16 +93,21 @@ pub(crate) async fn contract_log() -> (NatsLog, Prefix) {
 /// instance without touching the shared server.
 pub(crate) struct Proxy {
     addr: std::net::SocketAddr,
-    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    links: std::sync::Arc<parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    links: std::sync::Arc<parking_lot::Mutex<Links>>,
     accept: tokio::task::JoinHandle<()>,
+}
+
+/// The forwarded connections, and whether new ones are taken: one lock for both, so that
+/// a connection is either refused or closed by the cut.
+#[derive(Default)]
+struct Links {
+    cut: bool,
+    running: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Proxy {
     /// Starts forwarding a fresh loopback port to the server of `url`.
     pub(crate) async fn start(url: &str) -> Self {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use std::sync::Arc;
         let hostport = url
             .trim_start_matches("nats://")
             .split(',')
@@ -118,26 +123,23 @@ impl Proxy {
             .await
             .expect("bind a loopback port");
         let addr = listener.local_addr().expect("a bound address");
-        let up = Arc::new(AtomicBool::new(true));
-        let links: Arc<parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
-        let (up2, links2) = (up.clone(), links.clone());
+        let links: std::sync::Arc<parking_lot::Mutex<Links>> = std::sync::Arc::default();
+        let links2 = links.clone();
         let accept = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
-                if !up2.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
+                let mut links = links2.lock();
+                if links.cut {
+                    continue; // dropped: the client sees the connection close at once
                 }
-                let link = tokio::spawn(async move {
+                links.running.push(tokio::spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
-                });
-                links2.lock().push(link);
+                }));
             }
         });
         Self {
             addr,
-            up,
             links,
             accept,
         }
@@ -151,24 +153,24 @@ impl Proxy {
     /// Refuses new connections and returns once every proxied connection is closed, so
     /// that nothing sent afterwards reaches the server.
     pub(crate) async fn cut(&self) {
-        let links = self.refuse_and_abort();
-        for link in links {
+        for link in self.refuse_and_abort() {
             let _ = link.await;
         }
     }
 
     fn refuse_and_abort(&self) -> Vec<tokio::task::JoinHandle<()>> {
-        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
-        let links: Vec<_> = self.links.lock().drain(..).collect();
-        for link in &links {
+        let mut links = self.links.lock();
+        links.cut = true;
+        let running = std::mem::take(&mut links.running);
+        for link in &running {
             link.abort();
         }
-        links
+        running
     }
 
     /// Accepts connections again.
     pub(crate) fn restore(&self) {
-        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.links.lock().cut = false;
     }
 }
 

@@ -5,7 +5,6 @@
 //! (dropping every connection and refusing new ones) and restores, so other tests
 //! sharing the server are not disturbed.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,8 +20,8 @@ use crate::support::{self, Schema};
 /// A TCP proxy to the PostgreSQL server that can be cut and restored.
 struct Proxy {
     port: u16,
-    up: Arc<AtomicBool>,
-    generation: Arc<parking_lot::Mutex<CancellationToken>>,
+    /// The token of the connections forwarded now; `None` while cut.
+    open: Arc<parking_lot::Mutex<Option<CancellationToken>>>,
     links: TaskTracker,
 }
 
@@ -30,16 +29,14 @@ impl Proxy {
     async fn start(upstream: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(true));
-        let generation = Arc::new(parking_lot::Mutex::new(CancellationToken::new()));
+        let open = Arc::new(parking_lot::Mutex::new(Some(CancellationToken::new())));
         let links = TaskTracker::new();
-        let (up2, generation2, links2) = (Arc::clone(&up), Arc::clone(&generation), links.clone());
+        let (open2, links2) = (Arc::clone(&open), links.clone());
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
-                if !up2.load(Ordering::SeqCst) {
+                let Some(cut) = open2.lock().clone() else {
                     continue; // dropped: the client sees the connection close at once
-                }
-                let cut = generation2.lock().clone();
+                };
                 let upstream = upstream.clone();
                 links2.spawn(async move {
                     let Ok(mut outbound) = TcpStream::connect(upstream).await else {
@@ -54,27 +51,23 @@ impl Proxy {
                 });
             }
         });
-        Self {
-            port,
-            up,
-            generation,
-            links,
-        }
+        Self { port, open, links }
     }
 
     /// Refuses new connections and returns once every proxied connection is closed, so
-    /// that nothing sent afterwards reaches the server.
+    /// that nothing sent afterwards reaches the server. (A connection accepted just
+    /// before holds the cancelled token and forwards nothing.)
     async fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        let old = std::mem::take(&mut *self.generation.lock());
-        old.cancel();
+        if let Some(token) = self.open.lock().take() {
+            token.cancel();
+        }
         self.links.close();
         self.links.wait().await;
         self.links.reopen();
     }
 
     fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
+        *self.open.lock() = Some(CancellationToken::new());
     }
 }
 
