@@ -10,9 +10,10 @@
 //!   hands back expired leases and hands out due rows, oldest first, skipping any row
 //!   whose subject has an earlier unsettled row: one event per subject at a time across
 //!   every instance. Hand-outs of several instances run at once: each locks the rows it
-//!   hands out with `SKIP LOCKED` and re-checks them once locked, so no row goes to two
-//!   of them; and a row whose subject's earlier row was settled after the fetch began
-//!   merely waits for the next fetch. A handed-out row records its owner and a lease
+//!   hands back or hands out with `SKIP LOCKED` and re-checks them once locked, so no row
+//!   goes to two of them and none waits for another's row (no deadlock with an ack
+//!   either); a row whose subject's earlier row was settled after the fetch began merely
+//!   waits for the next fetch. A handed-out row records its owner and a lease
 //!   deadline (`due_at` = now + ack wait).
 //! - **ack** deletes rows and **nack** reschedules or dead-letters one; neither takes the
 //!   group lock (row locks suffice), so acking never waits for another instance's fetch.
@@ -64,10 +65,12 @@ const ADMIT: &str = "INSERT INTO deliveries (group_name, \"offset\", subject, du
     WHERE \"offset\" > $2 AND \"offset\" <= $3 AND type ~ $4 \
     ON CONFLICT DO NOTHING";
 
-/// An in-flight row whose lease ran out ($2 = now) or whose owner is not among the
-/// live instances ($3).
-const EXPIRED: &str =
-    "d.group_name = $1 AND d.in_flight AND (d.due_at <= $2 OR d.owner <> ALL($3))";
+/// The in-flight rows (`x`) whose lease ran out ($2 = now) or whose owner is not among
+/// the live instances ($3), locked without waiting: a row another transaction holds (an
+/// ack, another instance expiring it) is left to it, so expiring never waits for a row
+/// and can never deadlock with an ack or with another instance's fetch.
+const EXPIRED: &str = "SELECT x.\"offset\" FROM deliveries x \
+    WHERE x.group_name = $1 AND x.in_flight AND (x.due_at <= $2 OR x.owner <> ALL($3))";
 
 const EXPIRY_ERROR: &str = "CASE WHEN d.due_at <= $2 THEN $4 \
     ELSE 'instance ' || d.owner || ' stopped before acknowledging' END";
@@ -336,7 +339,8 @@ impl Shared {
         );
         let out_of_attempts = tx
             .prepare_cached(&format!(
-                "DELETE FROM deliveries d WHERE {EXPIRED} AND d.attempts >= $5 \
+                "DELETE FROM deliveries d WHERE d.group_name = $1 AND d.\"offset\" IN ( \
+                 {EXPIRED} AND x.attempts >= $5 FOR UPDATE SKIP LOCKED) \
                  RETURNING d.\"offset\", d.attempts, coalesce(d.first_failure, $2), d.dead_letter_id, {EXPIRY_ERROR}"
             ))
             .await
@@ -364,7 +368,7 @@ impl Shared {
             .prepare_cached(&format!(
                 "UPDATE deliveries d SET in_flight = false, owner = NULL, due_at = $2, \
                  first_failure = coalesce(d.first_failure, $2), last_error = {EXPIRY_ERROR} \
-                 WHERE {EXPIRED}"
+                 WHERE d.group_name = $1 AND d.\"offset\" IN ({EXPIRED} FOR UPDATE SKIP LOCKED)"
             ))
             .await
             .db()?;

@@ -270,3 +270,58 @@ async fn the_last_attempt_expiring_dead_letters_with_the_reason() {
     assert!(after[0].last_failure > first.last_failure);
     assert_eq!(survivor.groups().await.unwrap().len(), 2);
 }
+
+/// Three survivors race to take over a dead instance's deliveries: each fetch hands back
+/// expired rows without waiting for the others, and every event is handled exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn survivors_racing_for_a_dead_instances_work_each_take_a_share_once() {
+    let Some(url) = support::url("survivors_racing_for_a_dead_instances_work") else {
+        return;
+    };
+    let schema = Schema::new(url, "takeover");
+    let mut options = schema.options();
+    options.heartbeat = Duration::from_millis(200);
+    options.instance_timeout = Duration::from_secs(1);
+    let doomed = schema.open_with(options.clone()).await;
+    doomed
+        .ensure_group("workers", config(Duration::from_secs(600)))
+        .await
+        .unwrap();
+    const TOTAL: usize = 400;
+    append_work(&doomed, TOTAL, TOTAL).await;
+    let held = doomed.fetch("workers", TOTAL).await.unwrap();
+    assert_eq!(held.len(), TOTAL);
+    drop(doomed);
+
+    let handled = Arc::new(Mutex::new(HashMap::<u64, u32>::new()));
+    let mut survivors = Vec::new();
+    for _ in 0..3 {
+        let log = schema.open_with(options.clone()).await;
+        let handled = Arc::clone(&handled);
+        survivors.push(tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while handled.lock().len() < TOTAL && tokio::time::Instant::now() < deadline {
+                let batch = log
+                    .fetch_wait("workers", 25, Duration::from_millis(200))
+                    .await
+                    .expect("fetch");
+                let offsets: Vec<u64> = batch.iter().map(|d| d.event.offset).collect();
+                for d in &batch {
+                    assert_eq!(d.attempt, 2, "offset {} came back once", d.event.offset);
+                    *handled.lock().entry(d.event.offset).or_default() += 1;
+                }
+                log.ack("workers", &offsets).await.expect("ack");
+            }
+            log
+        }));
+    }
+    let mut logs = Vec::new();
+    for survivor in survivors {
+        logs.push(survivor.await.expect("survivor"));
+    }
+    let handled = std::mem::take(&mut *handled.lock());
+    assert_eq!(handled.len(), TOTAL, "every held event came back");
+    assert!(handled.values().all(|&n| n == 1), "each exactly once");
+    let info = &logs[0].groups().await.unwrap()[0];
+    assert_eq!((info.committed, info.pending), (TOTAL as u64, 0));
+}
