@@ -12,5 +12,8 @@ pub const EXPIRED_DELIVERIES_TOTAL: &str = "pulse_postgres_expired_deliveries_to
 pub const DEAD_LETTERS_TOTAL: &str = "pulse_postgres_dead_letters_total";
 /// Events deleted by retention.
 pub const PRUNED_EVENTS_TOTAL: &str = "pulse_postgres_pruned_events_total";
-/// Stored size of the events deleted by retention (see the `retention` module).
+/// Stored size of the events retention moved below the pruned range (see the `retention`
+/// module): deleted, or kept only for a dead letter and no longer counted against
+/// `max_bytes`. It grows as `retention.pruned_bytes` does, from what a step has already
+/// sized, so it costs nothing more.
 pub const PRUNED_BYTES_TOTAL: &str = "pulse_postgres_pruned_bytes_total";

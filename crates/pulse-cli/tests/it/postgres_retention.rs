@@ -1,6 +1,7 @@
 //! `[retention]` reaches the PostgreSQL log of `pulse serve`: two instances sharing one
 //! schema, both pruning, keep the newest `max_events` events without an error in their
-//! logs, and offsets continue after the pruned range.
+//! logs, and offsets continue after the pruned range; `max_bytes` keeps the newest events
+//! that fit, and `/metrics` counts the bytes pruned.
 //!
 //! Runs when `PULSE_TEST_POSTGRES_URL` names a server; works in a schema of its own.
 
@@ -112,6 +113,21 @@ async fn serve_applies_max_bytes_to_the_postgres_log() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "retention did not bring the log under 500 bytes: {count} events, {bytes} bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The counter of pruned bytes grows as the schema's own total of them.
+    let pruned_sql = format!("SELECT pruned_bytes FROM \"{schema}\".retention");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let pruned: i64 = client.query_one(&pruned_sql, &[]).await.unwrap().get(0);
+        let counted = server.metric("pulse_postgres_pruned_bytes_total").await;
+        if pruned > 0 && counted == Some(pruned as f64) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pulse_postgres_pruned_bytes_total {counted:?}, retention.pruned_bytes {pruned}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

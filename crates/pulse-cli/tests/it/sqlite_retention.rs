@@ -1,5 +1,6 @@
 //! `[retention] max_bytes` reaches the embedded SQLite log of `pulse serve`: the stored
-//! events shrink to the newest that fit, as `pulse log stats` reports.
+//! events shrink to the newest that fit, as `pulse log stats` reports, and `/metrics`
+//! shows their stored bytes.
 
 use std::time::Duration;
 
@@ -27,6 +28,20 @@ async fn serve_applies_max_bytes_to_the_sqlite_log() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "retention did not bring the log under 500 bytes: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The gauge of stored bytes follows the log's total.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let total = reader.stats().await.unwrap().stored_bytes;
+        let shown = server.metric("pulse_sqlite_stored_bytes").await;
+        if shown == Some(total as f64) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pulse_sqlite_stored_bytes {shown:?}, stored {total}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

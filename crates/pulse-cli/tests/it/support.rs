@@ -84,6 +84,19 @@ impl Server {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    /// The value of the unlabelled metric `name` on its `/metrics`, if it shows one.
+    pub(crate) async fn metric(&self, name: &str) -> Option<f64> {
+        let text = reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+    }
+
     /// The `--data-dir` it was started with (the SQLite log lives there).
     pub(crate) fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
