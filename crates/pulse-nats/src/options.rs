@@ -153,17 +153,19 @@ impl NatsOptions {
                 "max_age must not be shorter than duplicate_window".into(),
             ));
         }
-        if self
-            .max_events
-            .is_some_and(|n| n == 0 || n > i64::MAX as u64)
-        {
-            return Err(invalid("max_events must be at least 1".into()));
+        for (name, limit) in [
+            ("max_events", self.max_events),
+            ("max_bytes", self.max_bytes),
+        ] {
+            // JetStream takes its limits as signed 64-bit numbers, 0 meaning none.
+            if limit.is_some_and(|n| n == 0 || n > i64::MAX as u64) {
+                return Err(invalid(format!("{name} must be 1 to {}", i64::MAX)));
+            }
         }
-        if self
-            .max_bytes
-            .is_some_and(|n| n == 0 || n > i64::MAX as u64)
-        {
-            return Err(invalid("max_bytes must be at least 1".into()));
+        if let Some(ca) = &self.tls_ca {
+            // Read at connect time by the client, whose error would not name the file.
+            std::fs::File::open(ca)
+                .map_err(|e| invalid(format!("tls_ca {}: {e}", ca.display())))?;
         }
         if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(invalid("timeouts must not be zero".into()));
@@ -335,5 +337,27 @@ mod tests {
             .to_string()
             .contains("partitions"));
         assert!(NatsOptions::new("ok").validate().is_ok());
+    }
+
+    #[test]
+    fn limits_and_the_tls_authority_file_are_checked() {
+        let named = |options: NatsOptions| options.validate().unwrap_err().to_string();
+        for limit in [0, i64::MAX as u64 + 1] {
+            let mut options = NatsOptions::new("ok");
+            options.max_bytes = Some(limit);
+            assert!(named(options).contains("max_bytes must be 1 to"), "{limit}");
+            let mut options = NatsOptions::new("ok");
+            options.max_events = Some(limit);
+            assert!(
+                named(options).contains("max_events must be 1 to"),
+                "{limit}"
+            );
+        }
+        let mut options = NatsOptions::new("ok");
+        options.max_bytes = Some(i64::MAX as u64);
+        options.max_events = Some(1);
+        assert!(options.validate().is_ok());
+        options.tls_ca = Some("/no/such/nats-ca.pem".into());
+        assert!(named(options).contains("tls_ca /no/such/nats-ca.pem"));
     }
 }
