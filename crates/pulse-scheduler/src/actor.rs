@@ -340,8 +340,7 @@ impl Actor {
     /// Records a tick this busy instance left to the others as missed, unless one of them
     /// took it.
     async fn on_busy_tick_checked(&mut self, checked: BusyTick) {
-        let grace = self.jobs[checked.idx].spec.misfire_grace;
-        match checked.missed_because(grace) {
+        match checked.missed_because() {
             Some(reason) => {
                 let now = self.clock.now();
                 self.record_missed(checked.idx, checked.tick, checked.coalesced, reason, now)

@@ -21,6 +21,8 @@ pub(super) struct BusyTick {
     pub(super) tick: DateTime<Utc>,
     /// Earlier ticks folded into this one.
     pub(super) coalesced: u32,
+    /// How long the others had to take it: the job's misfire grace.
+    grace: Duration,
     /// `Ok(true)`: no instance took the tick; `Ok(false)`: another one did; `Err`: the
     /// lease could not be asked.
     pub(super) untaken: Result<bool, String>,
@@ -46,18 +48,19 @@ impl BusyTick {
             idx,
             tick,
             coalesced,
+            grace,
             untaken,
         }
     }
 
     /// Why the tick is missed, or `None` when another instance ran it.
-    pub(super) fn missed_because(&self, grace: Duration) -> Option<String> {
+    pub(super) fn missed_because(&self) -> Option<String> {
         match &self.untaken {
             Ok(false) => None,
             Ok(true) => Some(format!(
                 "previous run still running, and no other instance started the tick within \
                  the misfire grace of {}",
-                crate::schedule::format_duration(grace)
+                crate::schedule::format_duration(self.grace)
             )),
             Err(err) => Some(format!(
                 "previous run still running, and the job lease could not tell whether another \

@@ -99,12 +99,17 @@ async fn a_failing_lease_is_a_failed_run() {
 struct Cluster {
     claimed: Mutex<Vec<DateTime<Utc>>>,
     asked: Mutex<Vec<(DateTime<Utc>, Instant)>>,
+    /// Ticks whose claim fails, as with the lease store unreachable.
+    unreachable: Mutex<Vec<DateTime<Utc>>>,
 }
 
 #[async_trait]
 impl JobLease for Cluster {
     async fn try_acquire(&self, _job: &str, tick: DateTime<Utc>) -> Result<bool, LeaseError> {
         self.asked.lock().push((tick, Instant::now()));
+        if self.unreachable.lock().contains(&tick) {
+            return Err(LeaseError::Backend("the lease store is unreachable".into()));
+        }
         let mut claimed = self.claimed.lock();
         let free = !claimed.contains(&tick);
         if free {
@@ -164,4 +169,34 @@ async fn a_busy_instance_leaves_its_tick_to_the_others_and_records_it_missed_onl
             "{busy} asked after {after:?}"
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_tick_the_lease_cannot_answer_for_is_missed_with_the_lease_error() {
+    let cluster = Arc::new(Cluster::default());
+    cluster.unreachable.lock().push(at("2026-01-01T00:02:00Z"));
+    let harness = start_with("2026-01-01T00:00:30Z", |b| b.lease(cluster.clone()));
+    // The 00:01 run lasts until 00:02:30, so the 00:02 tick finds this instance busy.
+    let probe = Probe::new(&harness.clock, Duration::from_secs(90));
+    harness
+        .scheduler
+        .add(
+            JobSpec::new("agg", "every 1m".parse().unwrap(), probe.clone())
+                .misfire_grace(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+    run_for(Duration::from_secs(2 * 60 + 15)).await; // wall 00:02:45
+
+    let records = history(&harness.scheduler, "agg").await;
+    let busy = records
+        .iter()
+        .find(|r| r.scheduled_at == Some(at("2026-01-01T00:02:00Z")))
+        .expect("the busy tick is recorded");
+    assert_eq!(busy.status, RunStatus::Missed);
+    let reason = busy.error.as_deref().unwrap();
+    assert!(
+        reason.contains("could not tell") && reason.contains("the lease store is unreachable"),
+        "{reason}"
+    );
 }
