@@ -67,6 +67,7 @@ pub fn connection(url: &str) -> Result<(Config, Tls), String> {
         }
     };
     config.ssl_mode(ssl_mode);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = match (check, root) {
         (Check::None, _) => None,
         (_, None) => {
@@ -78,7 +79,7 @@ pub fn connection(url: &str) -> Result<(Config, Tls), String> {
         }
         (_, Some(root)) => {
             let roots = Arc::new(load_roots(&root)?);
-            let chain = WebPkiServerVerifier::builder_with_provider(roots, Arc::new(provider()))
+            let chain = WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
                 .build()
                 .map_err(|e| format!("cannot use the certificates of sslrootcert={root}: {e}"))?;
             Some(chain)
@@ -87,10 +88,15 @@ pub fn connection(url: &str) -> Result<(Config, Tls), String> {
     let verifier = Verifier {
         chain,
         host: check == Check::ChainAndHost,
-        provider: provider(),
+        provider: Arc::clone(&provider),
     };
-    let tls = MakeRustlsConnect::new(client_config(Arc::new(verifier)));
-    Ok((config, tls))
+    let client = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok((config, MakeRustlsConnect::new(client)))
 }
 
 /// `prefer` and `require` check the chain when a root is given, like libpq.
@@ -196,19 +202,6 @@ fn load_roots(root: &str) -> Result<RootCertStore, String> {
     Ok(store)
 }
 
-fn provider() -> CryptoProvider {
-    rustls::crypto::ring::default_provider()
-}
-
-fn client_config(verifier: Arc<dyn ServerCertVerifier>) -> ClientConfig {
-    ClientConfig::builder_with_provider(Arc::new(provider()))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth()
-}
-
 /// Checks the server's certificate as its [`Check`] says; the handshake signatures are
 /// always checked. Without a check (`prefer` and `require` without `sslrootcert`) this
 /// gives what libpq gives: encryption against eavesdropping, not against an impostor.
@@ -218,7 +211,8 @@ struct Verifier {
     chain: Option<Arc<WebPkiServerVerifier>>,
     /// Whether the certificate must also name the host (`verify-full`).
     host: bool,
-    provider: CryptoProvider,
+    /// The signature algorithms of the handshake.
+    provider: Arc<CryptoProvider>,
 }
 
 impl ServerCertVerifier for Verifier {
