@@ -10,5 +10,6 @@ mod notify;
 mod ordering;
 mod outage;
 mod retention;
+mod retention_bytes;
 mod support;
 mod tls;

@@ -8,4 +8,5 @@ mod files;
 mod groups;
 mod replay;
 mod retention;
+mod retention_bytes;
 mod support;
