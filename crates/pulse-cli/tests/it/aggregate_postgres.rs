@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 use chrono::{Duration, TimeZone, Utc};
 
-use crate::support::{free_port, unique, DropSchema};
+use crate::support::{free_port, server_url, unique, DropSchema};
 
 fn pulse(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pulse"))
@@ -215,13 +215,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// An admin connection; panics when the server named by the environment is unreachable.
 fn admin(runtime: &tokio::runtime::Runtime, url: &str) -> tokio_postgres::Client {
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
-        tokio::spawn(connection);
-        client
-    })
+    runtime.block_on(crate::support::admin(url))
 }
 
 fn execute(runtime: &tokio::runtime::Runtime, client: &tokio_postgres::Client, sql: &str) {
@@ -238,8 +232,10 @@ fn input(url: &str, schema: &str, table: &str) -> String {
 
 #[test]
 fn a_postgres_table_aggregates_like_the_same_csv_and_incrementally() {
-    let Ok(url) = std::env::var("PULSE_TEST_POSTGRES_URL") else {
-        println!("skipped a_postgres_table_aggregates_like_the_same_csv_and_incrementally: PULSE_TEST_POSTGRES_URL is not set");
+    let Some(url) = server_url(
+        "PULSE_TEST_POSTGRES_URL",
+        "a_postgres_table_aggregates_like_the_same_csv_and_incrementally",
+    ) else {
         return;
     };
     let schema = format!("pulse_t_pgin_{:012x}", unique());
@@ -399,8 +395,10 @@ fn a_postgres_table_aggregates_like_the_same_csv_and_incrementally() {
 
 #[test]
 fn a_missing_table_or_schema_exits_2_with_one_line() {
-    let Ok(url) = std::env::var("PULSE_TEST_POSTGRES_URL") else {
-        println!("skipped a_missing_table_or_schema_exits_2_with_one_line: PULSE_TEST_POSTGRES_URL is not set");
+    let Some(url) = server_url(
+        "PULSE_TEST_POSTGRES_URL",
+        "a_missing_table_or_schema_exits_2_with_one_line",
+    ) else {
         return;
     };
     let schema = format!("pulse_t_pgbad_{:012x}", unique());

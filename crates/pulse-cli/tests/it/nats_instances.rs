@@ -12,7 +12,7 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use crate::support::{nats_log, unique, DropNatsLog, Server};
+use crate::support::{nats_log, server_url, unique, DropNatsLog, Server};
 
 /// Reads a group's SSE stream from `base`, recording the offset of every event.
 fn consume(
@@ -76,8 +76,10 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_share_a_group_and_survive_a_sigkill() {
-    let Ok(url) = std::env::var("PULSE_TEST_NATS_URL") else {
-        println!("skipped three_instances_share_a_group_and_survive_a_sigkill: PULSE_TEST_NATS_URL is not set");
+    let Some(url) = server_url(
+        "PULSE_TEST_NATS_URL",
+        "three_instances_share_a_group_and_survive_a_sigkill",
+    ) else {
         return;
     };
     let prefix = format!("pulsetest-cluster-{:012x}", unique());

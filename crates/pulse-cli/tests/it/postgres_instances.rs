@@ -15,7 +15,7 @@ use pulse_core::EventLog;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{postgres_log, unique, DropSchema, Server};
+use crate::support::{postgres_log, server_url, unique, DropSchema, Server};
 
 const TOTAL: u64 = 300;
 
@@ -69,8 +69,10 @@ async fn consume(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_share_a_group_and_survive_a_kill() {
-    let Ok(url) = std::env::var("PULSE_TEST_POSTGRES_URL") else {
-        println!("skipped three_instances_share_a_group_and_survive_a_kill: PULSE_TEST_POSTGRES_URL is not set");
+    let Some(url) = server_url(
+        "PULSE_TEST_POSTGRES_URL",
+        "three_instances_share_a_group_and_survive_a_kill",
+    ) else {
         return;
     };
     let schema = format!("pulse_t_serve3_{:012x}", unique());

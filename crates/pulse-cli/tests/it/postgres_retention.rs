@@ -7,16 +7,9 @@
 
 use std::time::Duration;
 
-use crate::support::{postgres_log, publish_numbered as publish, unique, DropSchema, Server};
-
-/// A plain connection to the test server, driven on its own task.
-async fn admin(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
-    tokio::spawn(connection);
-    client
-}
+use crate::support::{
+    admin, postgres_log, publish_numbered as publish, server_url, unique, DropSchema, Server,
+};
 
 /// (count, lowest, highest) offset of the stored events.
 async fn stored(client: &tokio_postgres::Client, schema: &str) -> (i64, Option<i64>, Option<i64>) {
@@ -32,8 +25,10 @@ async fn stored(client: &tokio_postgres::Client, schema: &str) -> (i64, Option<i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_applies_retention_to_the_postgres_log() {
-    let Ok(url) = std::env::var("PULSE_TEST_POSTGRES_URL") else {
-        println!("skipped serve_applies_retention_to_the_postgres_log: PULSE_TEST_POSTGRES_URL is not set");
+    let Some(url) = server_url(
+        "PULSE_TEST_POSTGRES_URL",
+        "serve_applies_retention_to_the_postgres_log",
+    ) else {
         return;
     };
     let schema = format!("pulse_t_serveret_{:012x}", unique());
@@ -78,8 +73,10 @@ async fn serve_applies_retention_to_the_postgres_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_applies_max_bytes_to_the_postgres_log() {
-    let Ok(url) = std::env::var("PULSE_TEST_POSTGRES_URL") else {
-        println!("skipped serve_applies_max_bytes_to_the_postgres_log: PULSE_TEST_POSTGRES_URL is not set");
+    let Some(url) = server_url(
+        "PULSE_TEST_POSTGRES_URL",
+        "serve_applies_max_bytes_to_the_postgres_log",
+    ) else {
         return;
     };
     let schema = format!("pulse_t_servebytes_{:012x}", unique());

@@ -14,7 +14,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::support::{nats_log, postgres_log, unique, DropNatsLog, DropSchema, Server};
+use crate::support::{
+    admin, nats_log, postgres_log, server_url, unique, DropNatsLog, DropSchema, Server,
+};
 
 const JOB: &str = "hr";
 
@@ -333,8 +335,10 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_instances_run_each_tick_once_and_share_aggregates() {
-    let Ok(url) = std::env::var("PULSE_TEST_POSTGRES_URL") else {
-        println!("skipped postgres_instances_run_each_tick_once_and_share_aggregates: PULSE_TEST_POSTGRES_URL is not set");
+    let Some(url) = server_url(
+        "PULSE_TEST_POSTGRES_URL",
+        "postgres_instances_run_each_tick_once_and_share_aggregates",
+    ) else {
         return;
     };
     let schema = format!("pulse_t_jobs3_{:012x}", unique());
@@ -343,10 +347,7 @@ async fn postgres_instances_run_each_tick_once_and_share_aggregates() {
         name: schema.clone(),
     };
     let log_table = |name: &str| postgres_log(&url, &schema, name);
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
-    tokio::spawn(connection);
+    let client = admin(&url).await;
     let holders =
         format!("SELECT holder FROM \"{schema}\".job_leases WHERE job = $1 AND tick = $2");
     let holder = |at: DateTime<Utc>| {
@@ -361,8 +362,10 @@ async fn postgres_instances_run_each_tick_once_and_share_aggregates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_instances_run_each_tick_once_and_share_aggregates() {
-    let Ok(url) = std::env::var("PULSE_TEST_NATS_URL") else {
-        println!("skipped nats_instances_run_each_tick_once_and_share_aggregates: PULSE_TEST_NATS_URL is not set");
+    let Some(url) = server_url(
+        "PULSE_TEST_NATS_URL",
+        "nats_instances_run_each_tick_once_and_share_aggregates",
+    ) else {
         return;
     };
     let prefix = format!("pulsetest-jobs3-{:012x}", unique());

@@ -127,6 +127,26 @@ impl Drop for Server {
 }
 
 /// The `[log]` table of an instance named `name` on PostgreSQL schema `schema`.
+/// The URL in the environment variable `var` (`PULSE_TEST_POSTGRES_URL`, ...), or `None`
+/// after printing that `test` is skipped because it is not set.
+pub(crate) fn server_url(var: &str, test: &str) -> Option<String> {
+    let url = std::env::var(var).ok();
+    if url.is_none() {
+        println!("skipped {test}: {var} is not set");
+    }
+    url
+}
+
+/// A plain connection to the PostgreSQL server at `url`, driven on its own task; panics
+/// when the server cannot be reached.
+pub(crate) async fn admin(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
 pub(crate) fn postgres_log(url: &str, schema: &str, name: &str) -> String {
     format!(
         "[log]\nbackend = \"postgres\"\nurl = \"{url}\"\nschema = \"{schema}\"\ninstance = \"{name}\"\n"
