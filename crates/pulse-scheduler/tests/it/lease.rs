@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use pulse_scheduler::{JobLease, JobSpec, LeaseError, RunStatus, RunTrigger};
 use tokio::time::Instant;
 
-use crate::support::{at, history, run_for, start_with, Probe};
+use crate::support::{at, history, run_for, start_with, Harness, Probe};
 
 /// Grants odd minutes only, as if another instance took the even ones; remembers every ask.
 #[derive(Default)]
@@ -119,23 +119,30 @@ impl JobLease for Cluster {
     }
 }
 
+/// From wall 00:00:30, job `agg` every minute on `cluster`'s lease, with a misfire grace
+/// of 10 s, each run lasting 90 s: the 00:01 run goes until 00:02:30, so the 00:02 tick
+/// finds this instance busy (and so on every other minute).
+async fn busy_every_minute(cluster: &Arc<Cluster>) -> Harness {
+    let harness = start_with("2026-01-01T00:00:30Z", |b| b.lease(cluster.clone()));
+    let probe = Probe::new(&harness.clock, Duration::from_secs(90));
+    harness
+        .scheduler
+        .add(
+            JobSpec::new("agg", "every 1m".parse().unwrap(), probe)
+                .misfire_grace(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+    harness
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_busy_instance_leaves_its_tick_to_the_others_and_records_it_missed_only_if_untaken() {
     let cluster = Arc::new(Cluster::default());
     // Another instance takes the 00:02 tick; nobody takes 00:04.
     cluster.claimed.lock().push(at("2026-01-01T00:02:00Z"));
     let started = Instant::now();
-    let harness = start_with("2026-01-01T00:00:30Z", |b| b.lease(cluster.clone()));
-    // Each run outlasts the one-minute interval: 00:01 runs until 00:02:30, 00:03 until 00:04:30.
-    let probe = Probe::new(&harness.clock, Duration::from_secs(90));
-    harness
-        .scheduler
-        .add(
-            JobSpec::new("agg", "every 1m".parse().unwrap(), probe.clone())
-                .misfire_grace(Duration::from_secs(10)),
-        )
-        .await
-        .unwrap();
+    let harness = busy_every_minute(&cluster).await;
     run_for(Duration::from_secs(4 * 60 + 15)).await; // wall 00:04:45
 
     let mut records = history(&harness.scheduler, "agg").await;
@@ -175,17 +182,7 @@ async fn a_busy_instance_leaves_its_tick_to_the_others_and_records_it_missed_onl
 async fn a_busy_tick_the_lease_cannot_answer_for_is_missed_with_the_lease_error() {
     let cluster = Arc::new(Cluster::default());
     cluster.unreachable.lock().push(at("2026-01-01T00:02:00Z"));
-    let harness = start_with("2026-01-01T00:00:30Z", |b| b.lease(cluster.clone()));
-    // The 00:01 run lasts until 00:02:30, so the 00:02 tick finds this instance busy.
-    let probe = Probe::new(&harness.clock, Duration::from_secs(90));
-    harness
-        .scheduler
-        .add(
-            JobSpec::new("agg", "every 1m".parse().unwrap(), probe.clone())
-                .misfire_grace(Duration::from_secs(10)),
-        )
-        .await
-        .unwrap();
+    let harness = busy_every_minute(&cluster).await;
     run_for(Duration::from_secs(2 * 60 + 15)).await; // wall 00:02:45
 
     let records = history(&harness.scheduler, "agg").await;
