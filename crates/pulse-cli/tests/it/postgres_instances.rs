@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::support::{postgres_log, server_url, unique, DropSchema, Server};
 
 const TOTAL: u64 = 300;
+const SUBJECTS: u64 = 50;
 
 /// What one WebSocket consumer saw: (offset, attempt) in arrival order, and what it acked.
 #[derive(Default)]
@@ -100,12 +101,15 @@ async fn three_instances_share_a_group_and_survive_a_kill() {
         done.clone(),
     ));
 
+    // More subjects than both consumers may hold unacknowledged together (16 each): with
+    // one event per subject in flight, a consumer holding every subject's next event would
+    // leave the other nothing, and the doomed one must get deliveries to hold.
     let client = reqwest::Client::new();
     for chunk in 0..TOTAL / 100 {
         let events: Vec<Value> = (chunk * 100..(chunk + 1) * 100)
             .map(|i| {
                 json!({"specversion": "1.0", "id": format!("e-{i}"), "source": "test",
-                "type": "health.reading.hr", "subject": format!("user-{}", i % 10), "data": i})
+                "type": "health.reading.hr", "subject": format!("user-{}", i % SUBJECTS), "data": i})
             })
             .collect();
         let resp = client
