@@ -12,6 +12,28 @@ pub const WINDOWS_WRITTEN_TOTAL: &str = "pulse_batch_windows_written_total";
 /// Duration of aggregation runs.
 pub const RUN_SECONDS: &str = "pulse_batch_run_seconds";
 
+/// Registers the descriptions of the metrics above with the installed recorder (call once
+/// after installing the exporter, so `/metrics` has HELP lines for them).
+pub fn describe() {
+    use metrics::{describe_counter, describe_histogram, Unit};
+    describe_counter!(
+        ROWS_READ_TOTAL,
+        Unit::Count,
+        "Rows read by aggregation runs"
+    );
+    describe_counter!(
+        ROWS_REJECTED_TOTAL,
+        Unit::Count,
+        "Rows rejected by aggregation runs, by reason"
+    );
+    describe_counter!(
+        WINDOWS_WRITTEN_TOTAL,
+        Unit::Count,
+        "Aggregate rows written by aggregation runs"
+    );
+    describe_histogram!(RUN_SECONDS, Unit::Seconds, "Duration of aggregation runs");
+}
+
 pub(crate) fn record_run(summary: &Summary) {
     metrics::counter!(ROWS_READ_TOTAL).increment(summary.counts.rows);
     for reason in RejectReason::ALL {

@@ -93,9 +93,12 @@ enum OpenLog {
 }
 
 impl OpenLog {
+    /// Opens the log. The metrics recorder must be installed already: the backend's series
+    /// are registered (at zero, with their help texts) before it records into them.
     async fn open(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<Self> {
         match config.log.backend {
             LogBackend::Sqlite => {
+                pulse_sqlite::metrics::register();
                 let options = SqliteOptions::default().with_retention(Retention {
                     max_age: config.retention.max_age,
                     max_events: config.retention.max_events,
@@ -109,6 +112,7 @@ impl OpenLog {
                 Ok(Self::Sqlite(Arc::new(log)))
             }
             LogBackend::Postgres => {
+                pulse_postgres::metrics::register();
                 let url = config
                     .log
                     .url
@@ -120,6 +124,7 @@ impl OpenLog {
                 Ok(Self::Postgres(log))
             }
             LogBackend::Nats => {
+                pulse_nats::metrics::register();
                 let url = config
                     .log
                     .url
@@ -198,6 +203,8 @@ fn postgres_options(config: &Config) -> PostgresOptions {
 async fn serve(config: Config, data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("failed to create data directory {}", data_dir.display()))?;
+    // Before the log opens, so that what it records from the start reaches `/metrics`.
+    pulse_server::metrics::install();
     let opened = OpenLog::open(&config, &data_dir).await?;
     let server = Server::bind(
         config,

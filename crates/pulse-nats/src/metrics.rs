@@ -9,6 +9,15 @@ pub(crate) const UNAVAILABLE: &str = "pulse_nats_unavailable_total";
 /// Events moved to the dead-letter stream.
 pub(crate) const DEAD_LETTERED: &str = "pulse_nats_dead_lettered_total";
 
+/// Describes every metric and registers each at zero: call it once the recorder is installed,
+/// so `/metrics` shows the log's series with their help text from start-up.
+pub fn register() {
+    describe();
+    for counter in [APPENDED, DUPLICATES, UNAVAILABLE, DEAD_LETTERED] {
+        let _ = ::metrics::counter!(counter);
+    }
+}
+
 /// Describes every metric once, for exporters that show help texts.
 pub fn describe() {
     metrics::describe_counter!(APPENDED, "events appended to the NATS event stream");

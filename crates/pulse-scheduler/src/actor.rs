@@ -225,6 +225,7 @@ impl Actor {
         if self.by_name.contains_key(&spec.name) {
             return Err(SchedulerError::DuplicateJob(spec.name));
         }
+        metrics::register_job(&spec.name);
         let now = self.clock.now();
         let mut entry = JobEntry::new(spec);
         entry.plan_after(now, &mut self.rng);

@@ -26,6 +26,16 @@ pub fn describe() {
     );
 }
 
+/// Registers a job's series at zero (every status, and the duration), so that its first
+/// failure is an increase `increase()` can see and an idle job still shows on a dashboard.
+/// Called when the job is added.
+pub(crate) fn register_job(job: &str) {
+    for status in RunStatus::ALL {
+        let _ = counter!(JOB_RUNS_TOTAL, "job" => job.to_owned(), "status" => status.as_str());
+    }
+    let _ = histogram!(JOB_DURATION_SECONDS, "job" => job.to_owned());
+}
+
 /// Counts a finished run and, if it executed, its duration.
 pub(crate) fn record_run(record: &RunRecord, elapsed_seconds: f64) {
     counter!(JOB_RUNS_TOTAL, "job" => record.job.clone(), "status" => record.status.as_str())

@@ -27,6 +27,9 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// Every status, in the order of the enum.
+    pub const ALL: [RunStatus; 4] = [Self::Ok, Self::Failed, Self::Missed, Self::Superseded];
+
     /// The status as written in metrics and JSON: `ok`, `failed`, `missed` or `superseded`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -95,6 +95,8 @@ impl Server {
                     addr: options.listen,
                     source,
                 })?;
+        // First, so the jobs' and webhook workers' series reach the recorder.
+        let metrics = crate::metrics::install();
         let shutdown = CancellationToken::new();
         let jobs = Jobs::start(
             config.jobs,
@@ -111,6 +113,11 @@ impl Server {
             shutdown.clone(),
         )
         .await?;
+        // The lag gauges (and dead-letter counters) of the groups already in the log exist
+        // from the first scrape on; `run` refreshes them periodically.
+        if let Err(err) = crate::routes::refresh_lag(log.as_ref()).await {
+            tracing::debug!(%err, "lag refresh failed");
+        }
         let state = AppState {
             log,
             keys: config.keys,
@@ -120,7 +127,7 @@ impl Server {
             limits: config.limits.clone(),
             webhooks,
             jobs,
-            metrics: crate::metrics::install(),
+            metrics,
             shutdown,
             tasks: TaskTracker::new(),
         };

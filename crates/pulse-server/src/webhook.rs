@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use crate::codec::STRUCTURED;
 use crate::config::GroupDefaults;
 use crate::error::ApiError;
-use crate::metrics::{observe_delay, DEAD_LETTERS, WEBHOOK_DELIVERIES, WEBHOOK_FAILURES};
+use crate::metrics::{DeliveryMetrics, Transport, WEBHOOK_DELIVERIES, WEBHOOK_FAILURES};
 
 const FILE: &str = "webhooks.json";
 const DEFAULT_BACKOFF_MS: [u64; 3] = [1_000, 5_000, 30_000];
@@ -243,6 +243,7 @@ impl Webhooks {
         let worker = Worker {
             log: self.inner.log.clone(),
             client: self.inner.client.clone(),
+            metrics: DeliveryMetrics::new(Some(&spec.group), Transport::Webhook),
             spec: spec.clone(),
             stop: stop.clone(),
         };
@@ -286,6 +287,7 @@ struct Worker {
     client: reqwest::Client,
     spec: WebhookSpec,
     stop: CancellationToken,
+    metrics: DeliveryMetrics,
 }
 
 impl Worker {
@@ -315,7 +317,7 @@ impl Worker {
     }
 
     async fn deliver(&self, d: Delivery) {
-        observe_delay(d.event.event.time);
+        self.metrics.observe_delay(d.event.event.time);
         let offset = d.event.offset;
         let sent = self
             .client
@@ -352,7 +354,7 @@ impl Worker {
         {
             Ok(NackOutcome::DeadLettered(id)) => {
                 metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => "dead_lettered").increment(1);
-                metrics::counter!(DEAD_LETTERS, "group" => self.spec.group.clone()).increment(1);
+                self.metrics.dead_lettered();
                 tracing::warn!(subscription = %self.spec.id, offset, dead_letter = id, "webhook event dead-lettered");
             }
             Ok(NackOutcome::Redeliver) => {

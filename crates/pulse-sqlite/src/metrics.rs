@@ -21,6 +21,26 @@ pub(crate) const DEAD_LETTERED_EVENTS: &str = "pulse_sqlite_dead_lettered_events
 /// Failed write transactions.
 pub(crate) const WRITE_ERRORS: &str = "pulse_sqlite_write_errors_total";
 
+/// Describes every metric and registers each at zero: call it once the recorder is installed
+/// and before opening the log, so `/metrics` shows the log's series (commits, write errors,
+/// ...) with their help text from start-up.
+pub fn register() {
+    describe();
+    for counter in [
+        APPENDED_EVENTS,
+        DUPLICATE_EVENTS,
+        COMMITS,
+        PRUNED_EVENTS,
+        DEAD_LETTERED_EVENTS,
+        WRITE_ERRORS,
+    ] {
+        let _ = metrics::counter!(counter);
+    }
+    let _ = metrics::histogram!(COMMIT_SECONDS);
+    let _ = metrics::histogram!(COMMIT_BATCH_EVENTS);
+    let _ = metrics::gauge!(STORED_BYTES);
+}
+
 /// Describes every metric once, for exporters that show descriptions.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};

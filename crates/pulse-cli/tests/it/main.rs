@@ -3,6 +3,7 @@
 mod aggregate_cli;
 mod aggregate_postgres;
 mod log_cmd;
+mod metrics;
 mod nats_instances;
 mod postgres_instances;
 mod postgres_retention;

@@ -1,5 +1,6 @@
 //! `pulse_job_runs_total{job,status}` and `pulse_job_duration_seconds{job}` are recorded for
-//! every history entry (durations only for runs that executed).
+//! every history entry (durations only for runs that executed), and exist at zero for every
+//! status from the moment a job is added.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,6 +79,11 @@ impl TestRecorder {
             .map_or(0, |c| c.load(Ordering::SeqCst))
     }
 
+    /// Whether a counter of that key was registered (at zero or more).
+    fn has_counter(&self, key: &str) -> bool {
+        self.counters.lock().contains_key(key)
+    }
+
     fn samples(&self, key: &str) -> Vec<f64> {
         self.histograms
             .lock()
@@ -135,6 +141,13 @@ fn runs_and_durations_are_counted_by_job_and_status() {
     assert_eq!(recorder.counter(&bad_failed), 2);
     assert_eq!(recorder.counter(&bad_missed), 1);
     assert_eq!(recorder.counter(&good_missed), 0);
+    // A status that never happened is there at zero all the same.
+    for job in ["good", "bad"] {
+        for status in ["ok", "failed", "missed", "superseded"] {
+            let key = format!("{JOB_RUNS_TOTAL}{{job={job},status={status}}}");
+            assert!(recorder.has_counter(&key), "{key} was not registered");
+        }
+    }
     assert_eq!(
         recorder.samples(&format!("{JOB_DURATION_SECONDS}{{job=good}}")),
         [2.0, 2.0, 2.0]

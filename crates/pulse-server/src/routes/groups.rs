@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::metrics::{CONSUMER_LAG_EVENTS, CONSUMER_LAG_SECONDS};
+use crate::metrics::record_lag;
 use crate::state::AppState;
 
 /// Lag is counted exactly up to this many events, then reported as at least this.
@@ -34,8 +34,7 @@ pub(crate) async fn refresh_lag(log: &dyn EventLog) -> Result<Vec<Value>, LogErr
     let mut out = Vec::new();
     for g in log.groups().await? {
         let (events, seconds) = lag(log, &g).await?;
-        metrics::gauge!(CONSUMER_LAG_EVENTS, "group" => g.name.clone()).set(events as f64);
-        metrics::gauge!(CONSUMER_LAG_SECONDS, "group" => g.name.clone()).set(seconds);
+        record_lag(&g.name, events, seconds);
         out.push(json!({
             "name": g.name,
             "pattern": g.pattern.as_str(),

@@ -22,7 +22,7 @@ use super::{parse_pattern, ApiQuery};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::live::{Item, Tail};
-use crate::metrics::observe_delay;
+use crate::metrics::{DeliveryMetrics, Transport};
 use crate::state::AppState;
 use crate::subscribe::{resolve, Target};
 
@@ -66,18 +66,19 @@ pub(super) async fn sse(
     let shutdown = state.shutdown.clone().cancelled_owned();
     let body: std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent, Infallible>> + Send>> =
         match target {
-            Target::Group { name, pattern: _ } => Box::pin(group_stream(state.log.clone(), name)),
+            Target::Group { name, pattern: _ } => {
+                let metrics = DeliveryMetrics::new(Some(&name), Transport::Sse);
+                Box::pin(group_stream(state.log.clone(), name, metrics))
+            }
             Target::Tail { pattern } => {
                 let after = match last_event_id.or(params.after) {
                     Some(a) => a,
                     None => state.log.last_offset().await?,
                 };
-                Box::pin(tail_stream(Tail::new(
-                    state.log.clone(),
-                    &state.live,
-                    pattern,
-                    after,
-                )))
+                Box::pin(tail_stream(
+                    Tail::new(state.log.clone(), &state.live, pattern, after),
+                    DeliveryMetrics::new(None, Transport::Sse),
+                ))
             }
         };
     let body = body.take_until(shutdown);
@@ -86,8 +87,8 @@ pub(super) async fn sse(
         .into_response())
 }
 
-fn frame(offset: Option<u64>, event: &Event) -> SseEvent {
-    observe_delay(event.time);
+fn frame(metrics: &DeliveryMetrics, offset: Option<u64>, event: &Event) -> SseEvent {
+    metrics.observe_delay(event.time);
     let frame = SseEvent::default()
         .event("cloudevent")
         .data(event.to_json_string());
@@ -107,19 +108,22 @@ fn error_frame(err: &LogError) -> SseEvent {
         .data(api.body().to_string())
 }
 
-fn tail_stream(tail: Tail) -> impl Stream<Item = Result<SseEvent, Infallible>> + Send {
-    stream::unfold(Some(tail), |tail| async move {
-        let mut tail = tail?;
+fn tail_stream(
+    tail: Tail,
+    metrics: DeliveryMetrics,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> + Send {
+    stream::unfold(Some((tail, metrics)), |state| async move {
+        let (mut tail, metrics) = state?;
         match tail.next_batch(BATCH).await {
             Ok(items) => {
                 let frames: Vec<_> = items
                     .iter()
                     .map(|item| match item {
-                        Item::Stored(s) => Ok(frame(Some(s.offset), &s.event)),
-                        Item::Memory(e) => Ok(frame(None, e)),
+                        Item::Stored(s) => Ok(frame(&metrics, Some(s.offset), &s.event)),
+                        Item::Memory(e) => Ok(frame(&metrics, None, e)),
                     })
                     .collect();
-                Some((stream::iter(frames), Some(tail)))
+                Some((stream::iter(frames), Some((tail, metrics))))
             }
             Err(err) => Some((stream::iter(vec![Ok(error_frame(&err))]), None)),
         }
@@ -131,16 +135,19 @@ struct GroupCursor {
     log: Arc<dyn EventLog>,
     group: String,
     to_ack: Vec<u64>,
+    metrics: DeliveryMetrics,
 }
 
 fn group_stream(
     log: Arc<dyn EventLog>,
     group: String,
+    metrics: DeliveryMetrics,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> + Send {
     let cursor = GroupCursor {
         log,
         group,
         to_ack: Vec::new(),
+        metrics,
     };
     stream::unfold(Some(cursor), |cursor| async move {
         let mut c = cursor?;
@@ -158,7 +165,7 @@ fn group_stream(
                 Ok(batch) if !batch.is_empty() => {
                     let frames: Vec<_> = batch
                         .iter()
-                        .map(|d| Ok(frame(Some(d.event.offset), &d.event.event)))
+                        .map(|d| Ok(frame(&c.metrics, Some(d.event.offset), &d.event.event)))
                         .collect();
                     c.to_ack = batch.iter().map(|d| d.event.offset).collect();
                     return Some((stream::iter(frames), Some(c)));

@@ -23,7 +23,7 @@ use super::{parse_pattern, ApiQuery};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::live::{Item, Tail};
-use crate::metrics::{observe_delay, DEAD_LETTERS};
+use crate::metrics::{DeliveryMetrics, Transport};
 use crate::state::AppState;
 use crate::subscribe::{resolve, Target};
 
@@ -110,8 +110,13 @@ enum SessionError {
     Log(#[from] LogError),
 }
 
-fn event_frame(offset: Option<u64>, attempt: u32, event: &Event) -> Message {
-    observe_delay(event.time);
+fn event_frame(
+    metrics: &DeliveryMetrics,
+    offset: Option<u64>,
+    attempt: u32,
+    event: &Event,
+) -> Message {
+    metrics.observe_delay(event.time);
     let frame = json!({"kind": "event", "offset": offset, "attempt": attempt, "event": event.to_json_value()});
     Message::Text(frame.to_string().into())
 }
@@ -159,6 +164,7 @@ async fn run_tail(
 ) -> Result<(), SessionError> {
     let (mut tx, mut rx) = socket.split();
     let mut tail = Tail::new(state.log.clone(), &state.live, pattern, after);
+    let metrics = DeliveryMetrics::new(None, Transport::WebSocket);
     loop {
         tokio::select! {
             biased;
@@ -171,8 +177,8 @@ async fn run_tail(
             items = tail.next_batch(TAIL_BATCH) => {
                 for item in items? {
                     let frame = match &item {
-                        Item::Stored(s) => event_frame(Some(s.offset), 1, &s.event),
-                        Item::Memory(e) => event_frame(None, 1, e),
+                        Item::Stored(s) => event_frame(&metrics, Some(s.offset), 1, &s.event),
+                        Item::Memory(e) => event_frame(&metrics, None, 1, e),
                     };
                     tx.feed(frame).await?;
                 }
@@ -191,6 +197,7 @@ struct GroupSession {
     pattern: Pattern,
     max_unacked: usize,
     outstanding: HashSet<u64>,
+    metrics: DeliveryMetrics,
 }
 
 impl GroupSession {
@@ -198,6 +205,7 @@ impl GroupSession {
         Self {
             log: state.log.clone(),
             state,
+            metrics: DeliveryMetrics::new(Some(&group), Transport::WebSocket),
             group,
             pattern,
             max_unacked,
@@ -220,7 +228,7 @@ impl GroupSession {
                 )
                 .await
             {
-                metrics::counter!(DEAD_LETTERS, "group" => self.group.clone()).increment(1);
+                self.metrics.dead_lettered();
             }
         }
         let _ = tx.send(Message::Close(None)).await;
@@ -243,8 +251,13 @@ impl GroupSession {
                 if !batch.is_empty() {
                     for d in &batch {
                         self.outstanding.insert(d.event.offset);
-                        tx.feed(event_frame(Some(d.event.offset), d.attempt, &d.event.event))
-                            .await?;
+                        tx.feed(event_frame(
+                            &self.metrics,
+                            Some(d.event.offset),
+                            d.attempt,
+                            &d.event.event,
+                        ))
+                        .await?;
                     }
                     tx.flush().await?;
                     // Read what the client sent meanwhile before fetching again.
@@ -265,7 +278,7 @@ impl GroupSession {
                     }
                 }
                 _ = appends.changed(), if room > 0 => {}
-                event = memory.recv(&self.pattern) => tx.send(event_frame(None, 1, &event)).await?,
+                event = memory.recv(&self.pattern) => tx.send(event_frame(&self.metrics, None, 1, &event)).await?,
                 () = tokio::time::sleep(REDELIVERY_CHECK), if room > 0 => {}
             }
         }
@@ -298,7 +311,7 @@ impl GroupSession {
                     .nack(&self.group, offset, Duration::from_millis(delay_ms), text)
                     .await?;
                 if let NackOutcome::DeadLettered(_) = outcome {
-                    metrics::counter!(DEAD_LETTERS, "group" => self.group.clone()).increment(1);
+                    self.metrics.dead_lettered();
                 }
                 self.outstanding.remove(&offset);
                 Ok(true)
