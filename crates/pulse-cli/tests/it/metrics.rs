@@ -2,7 +2,8 @@
 //! read is there at zero, and after traffic of every kind (publish, batch, SSE, WebSocket
 //! with acks and a nack to the dead-letter queue, a webhook, a job run, errors) the page
 //! passes `promtool check metrics` (every series has HELP and TYPE, names follow the
-//! conventions) and labels each request by the route template it matched.
+//! conventions) and labels each request by the route template it matched. On PostgreSQL and
+//! NATS the backend's own series are there and described too.
 //!
 //! promtool comes with Prometheus (`.ci/run` installs it). Without it the promtool check is
 //! skipped with a line saying so, unless `CI` is set: then its absence fails the test.
@@ -18,7 +19,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::Server;
+use crate::support::{nats_log, postgres_log, server_url, unique, DropNatsLog, DropSchema, Server};
 
 /// Types the test publishes; the webhook, the job and both streams receive them.
 const TYPE: &str = "health.reading.heart_rate";
@@ -421,6 +422,61 @@ async fn metrics_pass_promtool_after_every_kind_of_traffic() {
     assert_eq!(value(&page, "pulse_events_published_total", &[]), Some(4.0));
 
     promtool_check_metrics(&page);
+}
+
+/// A server on a shared log shows its backend's series from start-up (those no traffic has
+/// touched at zero), each with its help text.
+async fn shared_log_fresh_page(name: &str, config: &str, backend_series: &[&str]) {
+    let server = Server::start(name, config).await;
+    publish(&server, "application/cloudevents+json", event("s-1")).await;
+    let page = metrics_page(&server).await;
+    for series in backend_series {
+        assert!(
+            value(&page, series, &[]).is_some(),
+            "{series} missing on a fresh {name} server:\n{page}"
+        );
+    }
+    promtool_check_metrics(&page);
+}
+
+#[tokio::test]
+async fn a_postgres_server_describes_its_log_metrics() {
+    let Some(url) = server_url(
+        "PULSE_TEST_POSTGRES_URL",
+        "a_postgres_server_describes_its_log_metrics",
+    ) else {
+        return;
+    };
+    let schema = format!("pulse_t_metrics_{:012x}", unique());
+    let _drop_schema = DropSchema {
+        url: url.clone(),
+        name: schema.clone(),
+    };
+    let series = [
+        "pulse_postgres_appended_events_total",
+        "pulse_postgres_dead_letters_total",
+        "pulse_postgres_expired_deliveries_total",
+        "pulse_postgres_append_batch_seconds_count",
+    ];
+    shared_log_fresh_page("postgres", &postgres_log(&url, &schema, "m"), &series).await;
+}
+
+#[tokio::test]
+async fn a_nats_server_describes_its_log_metrics() {
+    let Some(url) = server_url(
+        "PULSE_TEST_NATS_URL",
+        "a_nats_server_describes_its_log_metrics",
+    ) else {
+        return;
+    };
+    let prefix = format!("pulsetest-metrics-{:012x}", unique());
+    let _cleanup = DropNatsLog(url.clone(), pulse_nats::NatsOptions::new(prefix.clone()));
+    let series = [
+        "pulse_nats_appended_events_total",
+        "pulse_nats_dead_lettered_total",
+        "pulse_nats_unavailable_total",
+    ];
+    shared_log_fresh_page("nats", &nats_log(&url, &prefix), &series).await;
 }
 
 /// Runs `promtool check metrics` on `page`; skips (saying so) when promtool is missing,
