@@ -21,8 +21,12 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{nats_log, postgres_log, server_url, unique, DropNatsLog, DropSchema, Server};
 
-/// Types the test publishes; the webhook, the job and both streams receive them.
+/// The readings the test publishes: the webhook, the job and the group streams take them.
 const TYPE: &str = "health.reading.heart_rate";
+/// The type of the event for the live tail: the webhook takes it too, the groups
+/// (`health.reading.>`) do not, so that their counts cannot depend on when a closed
+/// connection is noticed.
+const NOTE: &str = "health.note.consultation";
 
 /// A server with a webhook to `receiver_port`, a job that runs only when asked (its cron tick
 /// is once a year) and groups that dead-letter at the first nack.
@@ -177,8 +181,12 @@ async fn publish(server: &Server, content_type: &str, body: Value) {
 /// A heart-rate reading of user `id` (a subject of its own, so that a group may hold several
 /// of them at once: one subject is delivered one event at a time).
 fn event(id: &str) -> Value {
+    typed(id, TYPE)
+}
+
+fn typed(id: &str, ty: &str) -> Value {
     json!({
-        "specversion": "1.0", "id": id, "source": "test", "type": TYPE, "subject": id,
+        "specversion": "1.0", "id": id, "source": "test", "type": ty, "subject": id,
         "data": {"user_id": id, "metric": "heart_rate", "value": 70, "unit": "/min",
                  "recorded_at": "2026-01-01T00:00:00Z"}
     })
@@ -258,7 +266,7 @@ async fn metrics_pass_promtool_after_every_kind_of_traffic() {
 
     // SSE through a group, and a live tail that sees one event published after it opened.
     let sse = reqwest::get(format!(
-        "{}/v1/stream?type=health.%3E&group=sse-readers",
+        "{}/v1/stream?type=health.reading.%3E&group=sse-readers",
         server.base
     ))
     .await
@@ -278,7 +286,7 @@ async fn metrics_pass_promtool_after_every_kind_of_traffic() {
     // WebSocket through a group: ack the first event, nack the second (max_deliver 1, so it
     // is dead-lettered), hold the third; then a live tail.
     let (mut socket, _) = tokio_tungstenite::connect_async(format!(
-        "{}/v1/ws?type=health.%3E&group=ws-readers",
+        "{}/v1/ws?type=health.reading.%3E&group=ws-readers",
         server.ws
     ))
     .await
@@ -316,7 +324,7 @@ async fn metrics_pass_promtool_after_every_kind_of_traffic() {
             .await
             .expect("ws tail connects");
     // The tail starts after the log's end as the upgrade answered: it sees the next event.
-    publish(&server, "application/cloudevents+json", event("m-4")).await;
+    publish(&server, "application/cloudevents+json", typed("m-4", NOTE)).await;
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(20), tail.next())
             .await
