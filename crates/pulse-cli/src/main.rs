@@ -48,7 +48,8 @@ fn main() -> ExitCode {
         Command::Gen(command) => generate::run(command),
         Command::Log(command) => log_cmd::run(command),
         Command::Bench(command) => bench::run(command),
-        Command::Serve(args) => serve::run(args),
+        // It reports its own errors, through its log (JSON under --log-format json).
+        Command::Serve(args) => return serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

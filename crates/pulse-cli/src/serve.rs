@@ -10,8 +10,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::process::ExitCode;
+
 use anyhow::Context;
-use pulse_core::EventLog;
+use pulse_core::{redact, EventLog};
 use pulse_nats::{NatsLog, NatsOptions};
 use pulse_postgres::{PostgresLog, PostgresOptions};
 use pulse_server::config::LogBackend;
@@ -63,8 +65,27 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// Runs the server; every error, start-up ones included, is reported through `tracing`
+/// (so `--log-format json` gives only JSON lines), with the secrets of the log's URL
+/// masked. Exit code 2 on an error.
+pub(crate) fn run(args: ServeArgs) -> ExitCode {
     init_logging(args.log_format);
+    match start(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let error = format!("{err:#}");
+            if tracing::enabled!(tracing::Level::ERROR) {
+                tracing::error!(%error, "pulse serve failed");
+            } else {
+                // Logging is switched off: say it on stderr all the same.
+                eprintln!("error: {error}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn start(args: ServeArgs) -> anyhow::Result<()> {
     let config = match &args.config {
         Some(path) => Config::load(path)
             .with_context(|| format!("invalid configuration {}", path.display()))?,
@@ -120,7 +141,13 @@ impl OpenLog {
                     .context("log.url is required for the postgres backend")?;
                 let log = PostgresLog::connect(url, postgres_options(config))
                     .await
-                    .context("failed to connect to the postgres event log")?;
+                    .map_err(|e| without_secrets(&e, url))
+                    .with_context(|| {
+                        format!(
+                            "failed to connect to the postgres event log at {}",
+                            redact::redact_url(url)
+                        )
+                    })?;
                 Ok(Self::Postgres(log))
             }
             LogBackend::Nats => {
@@ -142,8 +169,10 @@ impl OpenLog {
                 options.max_age = config.retention.max_age;
                 options.max_events = config.retention.max_events;
                 options.max_bytes = config.retention.max_bytes;
+                // The backend's error names the server (without its secrets).
                 let log = NatsLog::connect(url, options)
                     .await
+                    .map_err(|e| without_secrets(&e, url))
                     .context("failed to connect to the nats event log")?;
                 Ok(Self::Nats(Arc::new(log)))
             }
@@ -185,6 +214,12 @@ impl OpenLog {
             }
         }
     }
+}
+
+/// A backend's error as text with every secret of `url` masked: the backends mask their
+/// own messages already, this keeps it so whatever a client library wrote.
+fn without_secrets(err: &pulse_core::LogError, url: &str) -> anyhow::Error {
+    anyhow::anyhow!(redact::scrub(&err.to_string(), url))
 }
 
 /// The PostgreSQL log's options from the `[log]` and `[retention]` tables.

@@ -35,6 +35,7 @@ macro_rules! event_log_contract {
             append_is_all_or_nothing,
             append_sets_missing_time,
             duplicate_ids_return_the_original_offset,
+            a_batch_that_repeats_an_id_is_refused,
             read_pages_and_filters,
             watch_reports_appends,
             concurrent_appends_get_distinct_offsets,
@@ -47,6 +48,9 @@ macro_rules! event_log_contract {
             redrive_hands_a_dead_letter_back,
             unacknowledged_deliveries_are_redelivered,
             ensure_group_keeps_the_position,
+            joining_with_another_pattern_is_a_conflict,
+            a_join_applies_the_delivery_settings,
+            set_group_pattern_changes_what_the_group_receives,
             unknown_and_invalid_groups_are_errors
         );
     };
@@ -131,24 +135,43 @@ pub async fn append_sets_missing_time<L: EventLog>(log: &L) {
     assert_eq!(read[1].event.time, Some(given));
 }
 
-/// A stored id is not stored again; the original offset comes back, within a batch too.
+/// A stored id is not stored again; the original offset comes back.
 pub async fn duplicate_ids_return_the_original_offset<L: EventLog>(log: &L) {
     let original = event("a.b", None).with_id("order-1");
     log.append(vec![event("a.x", None), original.clone()])
         .await
         .unwrap();
     let again = log
-        .append(vec![original.clone(), event("a.y", None), original.clone()])
+        .append(vec![original.clone(), event("a.y", None)])
         .await
         .unwrap();
     assert_eq!((again[0].offset, again[0].duplicate), (2, true));
     assert_eq!((again[1].offset, again[1].duplicate), (3, false));
-    assert_eq!((again[2].offset, again[2].duplicate), (2, true));
-    let fresh = event("a.z", None).with_id("order-2");
-    let within = log.append(vec![fresh.clone(), fresh]).await.unwrap();
-    assert_eq!((within[0].offset, within[0].duplicate), (4, false));
-    assert_eq!((within[1].offset, within[1].duplicate), (4, true));
-    assert_eq!(log.last_offset().await.unwrap(), 4);
+    let retried = log.append(vec![original]).await.unwrap();
+    assert_eq!((retried[0].offset, retried[0].duplicate), (2, true));
+    assert_eq!(log.last_offset().await.unwrap(), 3);
+}
+
+/// A batch in which two events have the same id is refused whole, naming both, and
+/// stores nothing: the second event's data would otherwise be dropped silently.
+pub async fn a_batch_that_repeats_an_id_is_refused<L: EventLog>(log: &L) {
+    let first = event("billing.invoice", None).with_id("inv-1");
+    let second = event("billing.invoice", None)
+        .with_id("inv-1")
+        .with_json(&serde_json::json!({"amount": 2}))
+        .expect("json data");
+    match log
+        .append(vec![event("a.x", None), first, event("a.y", None), second])
+        .await
+    {
+        Err(LogError::RepeatedId {
+            first: 1,
+            second: 3,
+        }) => {}
+        other => panic!("expected events 1 and 3 to be named, got {other:?}"),
+    }
+    assert_eq!(log.last_offset().await.unwrap(), 0);
+    assert!(log.read(ReadQuery::after(0, 10)).await.unwrap().is_empty());
 }
 
 /// Reads page by offset and filter by pattern and time, in offset order.
@@ -474,6 +497,100 @@ pub async fn ensure_group_keeps_the_position<L: EventLog>(log: &L) {
     assert_eq!(info.committed, 1);
     log.ack("g", &[2]).await.unwrap();
     assert_eq!(log.groups().await.unwrap()[0].committed, 2);
+}
+
+/// A group's pattern is part of the group: joining it with another pattern is a typed
+/// conflict naming both, and changes neither its pattern nor what it delivers.
+pub async fn joining_with_another_pattern_is_a_conflict<L: EventLog>(log: &L) {
+    log.append(vec![
+        event("billing.invoice", None),
+        event("health.reading.hr", None),
+    ])
+    .await
+    .unwrap();
+    log.ensure_group("billing", group_config("billing.>"))
+        .await
+        .unwrap();
+    match log
+        .ensure_group("billing", group_config("health.reading.>"))
+        .await
+    {
+        Err(LogError::GroupPatternConflict {
+            group,
+            existing,
+            requested,
+        }) => {
+            assert_eq!(group, "billing");
+            assert_eq!(existing.as_str(), "billing.>");
+            assert_eq!(requested.as_str(), "health.reading.>");
+        }
+        other => panic!("expected a pattern conflict, got {other:?}"),
+    }
+    let groups = log.groups().await.unwrap();
+    assert_eq!(groups[0].pattern.as_str(), "billing.>");
+    let deliveries = fetch_all(log, "billing").await;
+    assert_eq!(offsets(&deliveries), vec![1], "still only billing events");
+    let info = log
+        .ensure_group("billing", group_config("billing.>"))
+        .await
+        .unwrap();
+    assert_eq!(info.pattern.as_str(), "billing.>", "the same pattern joins");
+}
+
+/// A join keeps the pattern and position but applies its `max_deliver` (and `ack_wait`).
+pub async fn a_join_applies_the_delivery_settings<L: EventLog>(log: &L) {
+    log.append(vec![event("a.b", None)]).await.unwrap();
+    let mut config = group_config("a.>");
+    config.max_deliver = 5;
+    log.ensure_group("tuned", config.clone()).await.unwrap();
+    assert_eq!(fetch_all(log, "tuned").await.len(), 1);
+    config.max_deliver = 1;
+    config.start = StartPosition::Latest;
+    let info = log.ensure_group("tuned", config).await.unwrap();
+    assert_eq!(info.committed, 0, "the position is kept");
+    assert!(matches!(
+        log.nack("tuned", 1, Duration::ZERO, "bad").await.unwrap(),
+        NackOutcome::DeadLettered(_)
+    ));
+}
+
+/// The operator's action changes a group's pattern, keeping its position; a backend
+/// that cannot says so with `Unsupported`.
+pub async fn set_group_pattern_changes_what_the_group_receives<L: EventLog>(log: &L) {
+    log.append(vec![event("a.x", None)]).await.unwrap();
+    log.ensure_group("moving", group_config("a.>"))
+        .await
+        .unwrap();
+    assert_eq!(offsets(&fetch_all(log, "moving").await), vec![1]);
+    log.ack("moving", &[1]).await.unwrap();
+    let info = match log
+        .set_group_pattern("moving", Pattern::parse("b.>").unwrap())
+        .await
+    {
+        Ok(info) => info,
+        Err(LogError::Unsupported(_)) => return,
+        Err(other) => panic!("set_group_pattern failed: {other:?}"),
+    };
+    assert_eq!((info.pattern.as_str(), info.committed), ("b.>", 1));
+    assert!(matches!(
+        log.set_group_pattern("nobody", Pattern::parse("b.>").unwrap())
+            .await,
+        Err(LogError::UnknownGroup(_))
+    ));
+    log.append(vec![event("a.y", None), event("b.y", None)])
+        .await
+        .unwrap();
+    assert_eq!(offsets(&fetch_all(log, "moving").await), vec![3]);
+    assert!(matches!(
+        log.ensure_group("moving", group_config("a.>")).await,
+        Err(LogError::GroupPatternConflict { .. })
+    ));
+    let info = log
+        .ensure_group("moving", group_config("b.>"))
+        .await
+        .unwrap();
+    assert_eq!(info.pattern.as_str(), "b.>");
+    assert_eq!(log.groups().await.unwrap()[0].pattern.as_str(), "b.>");
 }
 
 /// Using a group that does not exist, or a bad group name, is an error.

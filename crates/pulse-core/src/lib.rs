@@ -16,6 +16,7 @@ pub mod log;
 pub mod memory;
 pub mod metrics;
 pub mod pattern;
+pub mod redact;
 
 pub use bus::{Bus, BusBuilder, BusError, PublishError, Published, SubscribeOptions, Subscription};
 pub use error_chain::error_chain;

@@ -8,15 +8,19 @@
 //! logic for every single-node backend and lives in [`crate::group::GroupState`].
 //!
 //! Semantics every implementation must keep (checked by the `contract` suite):
-//! - `append` validates every event first: one invalid event rejects the whole batch and
-//!   stores nothing. Events without `time` get the append time. An event whose `id` is
-//!   already stored is not stored again; its original offset is returned.
+//! - `append` validates every event first: one invalid event, or two events of the batch
+//!   with the same `id`, rejects the whole batch and stores nothing. Events without `time`
+//!   get the append time. An event whose `id` is already stored is not stored again; its
+//!   original offset is returned.
 //! - When `append` returns, the events are as durable as the backend's policy promises.
 //! - A group hands each matching event to one fetcher at a time; an event is not handed
 //!   out while an earlier event with the same `subject` is unacknowledged in that group.
 //! - An event fetched and neither acked nor nacked within `ack_wait` is redelivered.
 //! - `nack` redelivers after the delay; the `max_deliver`-th failure moves the event to
 //!   the dead-letter store with the error text instead.
+//! - A group has one pattern, fixed when it is made: joining it with another pattern is
+//!   [`LogError::GroupPatternConflict`], and only
+//!   [`set_group_pattern`](EventLog::set_group_pattern) (an operator's action) changes it.
 //! - The committed offset of a group only grows, and after a restart the group resumes
 //!   after it: every acknowledged event stays acknowledged or is redelivered, never skipped.
 
@@ -93,9 +97,16 @@ pub enum StartPosition {
 }
 
 /// How a consumer group reads.
+///
+/// [`EventLog::ensure_group`] on an existing group is a join: `pattern` must be the
+/// group's own (it is part of the group, and what rights are checked against), `start` is
+/// ignored (the group keeps its position), and `max_deliver` and `ack_wait` replace the
+/// stored ones. Those two are delivery settings the program picks (the server takes them
+/// from its configuration or from a webhook subscription), never a subscriber, so the
+/// latest join applies its own without widening what anyone receives.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GroupConfig {
-    /// The event types the group receives; others are skipped.
+    /// The event types the group receives; others are skipped. Fixed when the group is made.
     pub pattern: Pattern,
     /// Where a new group starts; ignored when the group exists.
     pub start: StartPosition,
@@ -179,9 +190,34 @@ pub enum LogError {
         /// What is wrong with it.
         source: EventError,
     },
+    /// Two events of the batch have the same id; nothing was stored.
+    #[error("events {first} and {second} of the batch have the same id")]
+    RepeatedId {
+        /// The position of the first event with the id.
+        first: usize,
+        /// The position of the event repeating it.
+        second: usize,
+    },
     /// The group does not exist.
     #[error("unknown consumer group {0:?}")]
     UnknownGroup(String),
+    /// The group exists with another pattern: a join cannot change it (an operator does,
+    /// with [`EventLog::set_group_pattern`]).
+    #[error(
+        "consumer group {group:?} receives \"{existing}\", not \"{requested}\"; \
+         its pattern is changed by an administrator"
+    )]
+    GroupPatternConflict {
+        /// The group.
+        group: String,
+        /// Its pattern.
+        existing: Pattern,
+        /// The pattern asked for.
+        requested: Pattern,
+    },
+    /// The backend cannot do this operation.
+    #[error("not supported by this event log: {0}")]
+    Unsupported(String),
     /// The group name or configuration is not allowed.
     #[error("invalid consumer group: {0}")]
     InvalidGroup(String),
@@ -227,14 +263,51 @@ pub fn validate_group_name(name: &str) -> Result<(), LogError> {
 }
 
 /// Validates every event of a batch before anything is stored, naming the first invalid
-/// one by its index: what every backend's `append` does first.
+/// one by its index, then [`refuse_repeated_ids`]: what every backend's `append` does first.
 pub fn validate_batch(events: &[Event]) -> Result<(), LogError> {
     for (index, event) in events.iter().enumerate() {
         event
             .validate()
             .map_err(|source| LogError::InvalidEvent { index, source })?;
     }
+    refuse_repeated_ids(events)
+}
+
+/// Refuses a batch in which two events have the same id, naming both positions.
+///
+/// Deduplication by id answers a retry with the original offset; within one batch a
+/// repeated id can only be a mistake, and storing the first event while answering the
+/// second as its duplicate would silently drop the second one's data.
+pub fn refuse_repeated_ids(events: &[Event]) -> Result<(), LogError> {
+    if events.len() < 2 {
+        return Ok(());
+    }
+    let mut seen: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(events.len());
+    for (second, event) in events.iter().enumerate() {
+        if let Some(&first) = seen.get(event.id.as_str()) {
+            return Err(LogError::RepeatedId { first, second });
+        }
+        seen.insert(&event.id, second);
+    }
     Ok(())
+}
+
+/// The conflict of joining a group that has `existing` with `requested`, if they differ.
+pub fn check_group_pattern(
+    group: &str,
+    existing: &Pattern,
+    requested: &Pattern,
+) -> Result<(), LogError> {
+    if existing.as_str() == requested.as_str() {
+        Ok(())
+    } else {
+        Err(LogError::GroupPatternConflict {
+            group: group.to_owned(),
+            existing: existing.clone(),
+            requested: requested.clone(),
+        })
+    }
 }
 
 /// A durable, append-only event log with consumer groups.
@@ -253,8 +326,23 @@ pub trait EventLog: Send + Sync + 'static {
     /// The highest offset stored, updated after every append.
     fn watch_appends(&self) -> watch::Receiver<u64>;
 
-    /// Creates the group if needed, or replaces its configuration keeping its position.
+    /// Creates the group if needed, or joins it: see [`GroupConfig`] for what a join keeps
+    /// and applies. Joining with another pattern than the group's is
+    /// [`LogError::GroupPatternConflict`], and changes nothing.
     async fn ensure_group(&self, name: &str, config: GroupConfig) -> Result<GroupInfo, LogError>;
+
+    /// Changes the pattern of an existing group: an operator's action, never a join. The
+    /// group keeps its position; events already handed out or waiting for redelivery stay
+    /// pending and are delivered, later events are filtered by the new pattern.
+    ///
+    /// The default says the backend cannot (`Unsupported`).
+    async fn set_group_pattern(&self, name: &str, pattern: Pattern) -> Result<GroupInfo, LogError> {
+        let _ = pattern;
+        Err(LogError::Unsupported(format!(
+            "the pattern of consumer group {name:?} cannot be changed on this backend; \
+             use a new group"
+        )))
+    }
 
     /// Hands out up to `max` due events of the group without waiting.
     async fn fetch(&self, group: &str, max: usize) -> Result<Vec<Delivery>, LogError>;
@@ -324,6 +412,35 @@ mod tests {
         assert!(matches!(
             validate_batch(&batch),
             Err(LogError::InvalidEvent { index: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn a_batch_that_repeats_an_id_names_both_events() {
+        let batch = [
+            Event::new("a.b").with_id("x"),
+            Event::new("a.b").with_id("y"),
+            Event::new("a.b").with_id("z"),
+            Event::new("a.c").with_id("y"),
+        ];
+        assert!(matches!(
+            validate_batch(&batch),
+            Err(LogError::RepeatedId {
+                first: 1,
+                second: 3
+            })
+        ));
+        validate_batch(&batch[..3]).unwrap();
+    }
+
+    #[test]
+    fn only_another_pattern_conflicts() {
+        let p = |s: &str| Pattern::parse(s).unwrap();
+        check_group_pattern("g", &p("a.>"), &p("a.>")).unwrap();
+        assert!(matches!(
+            check_group_pattern("g", &p("a.>"), &p("a.*")),
+            Err(LogError::GroupPatternConflict { existing, requested, .. })
+                if existing.as_str() == "a.>" && requested.as_str() == "a.*"
         ));
     }
 }

@@ -12,10 +12,10 @@ use tokio::time::Instant;
 
 use crate::group::{AckEffect, DeadLetterDraft, GroupState, NackEffect};
 use crate::log::{
-    validate_batch, validate_group_name, Appended, DeadLetter, Delivery, EventLog, GroupConfig,
-    GroupInfo, LogError, NackOutcome, ReadQuery, StartPosition, StoredEvent,
+    check_group_pattern, validate_batch, validate_group_name, Appended, DeadLetter, Delivery,
+    EventLog, GroupConfig, GroupInfo, LogError, NackOutcome, ReadQuery, StartPosition, StoredEvent,
 };
-use crate::Event;
+use crate::{Event, Pattern};
 
 /// An [`EventLog`] held in memory.
 ///
@@ -151,6 +151,19 @@ impl EventLog for MemoryLog {
             .groups
             .entry(name.to_owned())
             .or_insert_with(|| GroupState::new(name, config.clone(), start));
+        check_group_pattern(name, &group.config().pattern, &config.pattern)?;
+        group.set_config(config);
+        Ok(group.info())
+    }
+
+    async fn set_group_pattern(&self, name: &str, pattern: Pattern) -> Result<GroupInfo, LogError> {
+        let mut inner = self.inner.lock();
+        let group = inner
+            .groups
+            .get_mut(name)
+            .ok_or_else(|| LogError::UnknownGroup(name.to_owned()))?;
+        let mut config = group.config().clone();
+        config.pattern = pattern;
         group.set_config(config);
         Ok(group.info())
     }

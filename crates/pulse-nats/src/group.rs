@@ -26,7 +26,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use parking_lot::Mutex;
-use pulse_core::log::validate_group_name;
+use pulse_core::log::{check_group_pattern, validate_group_name};
 use pulse_core::{Delivery, GroupConfig, GroupInfo, LogError, NackOutcome, Pattern, StoredEvent};
 use tokio::time::Instant;
 
@@ -308,10 +308,8 @@ pub(crate) async fn ensure_group(
             .names
             .part_filter(Part::Unordered, config.pattern.as_str());
         if info.config.filter_subject != wanted {
-            return Err(LogError::InvalidGroup(format!(
-                "group {name:?} receives {:?}; JetStream cannot change a consumer's filter, use another group name",
-                pattern_of(shared, &info.config).map(|p| p.as_str().to_owned()).unwrap_or_default()
-            )));
+            let existing = pattern_of(shared, &info.config)?;
+            check_group_pattern(name, &existing, &config.pattern)?;
         }
     }
     // The unordered consumer last: it is what makes the group exist for `handle`.

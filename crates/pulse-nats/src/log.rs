@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv, stream};
 use async_nats::Client;
 use parking_lot::Mutex;
-use pulse_core::LogError;
+use pulse_core::{redact, LogError};
 use tokio::sync::{watch, OnceCell};
 use tokio::task::JoinHandle;
 
@@ -72,6 +72,13 @@ impl NatsLog {
     /// one without JetStream, or a stream of that name that is not Pulse's, is
     /// `Incompatible`. Once connected, the client reconnects by itself after a loss.
     pub async fn connect(url: &str, options: NatsOptions) -> Result<Self, LogError> {
+        // No password or token of the URL reaches an error, however the library words it.
+        Self::open(url, options)
+            .await
+            .map_err(|e| redact::scrub_error(e, url))
+    }
+
+    async fn open(url: &str, options: NatsOptions) -> Result<Self, LogError> {
         options.validate()?;
         let client = options
             .client()
@@ -84,7 +91,14 @@ impl NatsLog {
             })
             .connect(url)
             .await
-            .map_err(|e| LogError::Unavailable(format!("cannot connect to NATS at {url}: {e}")))?;
+            .map_err(|e| {
+                // Neither the URL's password or token nor a library message quoting it
+                // may reach a log line.
+                LogError::Unavailable(redact::scrub(
+                    &format!("cannot connect to NATS at {}: {e}", redact::redact_url(url)),
+                    url,
+                ))
+            })?;
         let js = jetstream::ContextBuilder::new()
             .timeout(options.request_timeout)
             .max_ack_inflight(1 << 16)

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Pool};
-use pulse_core::log::validate_group_name;
+use pulse_core::log::{check_group_pattern, validate_group_name};
 use pulse_core::{Delivery, GroupConfig, GroupInfo, LogError, NackOutcome, Pattern, StartPosition};
 use tokio_util::sync::CancellationToken;
 
@@ -47,8 +47,15 @@ const UPSERT_GROUP: &str = "INSERT INTO consumer_groups (name, pattern, max_deli
     VALUES ($1, $2, $3, $4, CASE WHEN $5 \
         THEN (SELECT greatest(coalesce(max(\"offset\"), 0), (SELECT pruned_through FROM retention)) FROM events) \
         ELSE (SELECT pruned_through FROM retention) END) \
-    ON CONFLICT (name) DO UPDATE SET pattern = excluded.pattern, \
-    max_deliver = excluded.max_deliver, ack_wait_ms = excluded.ack_wait_ms";
+    ON CONFLICT (name) DO UPDATE SET \
+    max_deliver = excluded.max_deliver, ack_wait_ms = excluded.ack_wait_ms \
+    WHERE consumer_groups.pattern = excluded.pattern";
+
+/// The stored pattern of a group, when a join updated nothing.
+const GROUP_PATTERN: &str = "SELECT pattern FROM consumer_groups WHERE name = $1";
+
+/// An operator's change of a group's pattern.
+const SET_PATTERN: &str = "UPDATE consumer_groups SET pattern = $2 WHERE name = $1";
 
 const GROUP_INFO: &str = "SELECT g.name, g.pattern, greatest(g.scanned, (SELECT pruned_through FROM retention)), \
     (SELECT min(d.\"offset\") FROM deliveries d WHERE d.group_name = g.name AND d.dead_letter_id IS NULL), \
@@ -116,7 +123,7 @@ impl Shared {
         let ack_wait = i64::try_from(config.ack_wait.as_millis()).unwrap_or(i64::MAX);
         let latest = config.start == StartPosition::Latest;
         let client = self.pool.get().await.map_err(error::pool)?;
-        client
+        let written = client
             .execute(
                 UPSERT_GROUP,
                 &[
@@ -129,7 +136,41 @@ impl Shared {
             )
             .await
             .db()?;
+        if written == 0 {
+            // The group exists with another pattern: the upsert's condition kept the row.
+            let stored: Option<String> = client
+                .query_opt(GROUP_PATTERN, &[&name])
+                .await
+                .db()?
+                .map(|row| row.get(0));
+            if let Some(stored) = stored {
+                let existing = Pattern::parse(&stored).map_err(|e| {
+                    LogError::Storage(format!("group {name:?} has an unreadable pattern: {e}"))
+                })?;
+                check_group_pattern(name, &existing, &config.pattern)?;
+            }
+        }
         drop(client);
+        self.group_infos(Some(name))
+            .await?
+            .pop()
+            .ok_or_else(|| LogError::UnknownGroup(name.to_owned()))
+    }
+
+    pub(crate) async fn set_group_pattern(
+        &self,
+        name: &str,
+        pattern: &Pattern,
+    ) -> Result<GroupInfo, LogError> {
+        let client = self.pool.get().await.map_err(error::pool)?;
+        let changed = client
+            .execute(SET_PATTERN, &[&name, &pattern.as_str()])
+            .await
+            .db()?;
+        drop(client);
+        if changed == 0 {
+            return Err(LogError::UnknownGroup(name.to_owned()));
+        }
         self.group_infos(Some(name))
             .await?
             .pop()

@@ -16,7 +16,7 @@ use chrono::Utc;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use pulse_core::{
     Appended, DeadLetter, Delivery, Event, EventLog, GroupConfig, GroupInfo, LogError, NackOutcome,
-    ReadQuery, StoredEvent,
+    Pattern, ReadQuery, StoredEvent,
 };
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_postgres::Config;
@@ -78,6 +78,13 @@ impl PostgresLog {
     /// Connects to the database at `url` (a `postgres://` URL or key=value string),
     /// creates and migrates the schema if needed, and starts the background tasks.
     pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self, LogError> {
+        // No password of the URL reaches an error, however the library words it.
+        Self::open(url, options)
+            .await
+            .map_err(|e| pulse_core::redact::scrub_error(e, url))
+    }
+
+    async fn open(url: &str, options: PostgresOptions) -> Result<Self, LogError> {
         options.validate()?;
         let instance = options
             .instance
@@ -267,6 +274,10 @@ impl EventLog for PostgresLog {
 
     async fn ensure_group(&self, name: &str, config: GroupConfig) -> Result<GroupInfo, LogError> {
         self.shared.ensure_group(name, config).await
+    }
+
+    async fn set_group_pattern(&self, name: &str, pattern: Pattern) -> Result<GroupInfo, LogError> {
+        self.shared.set_group_pattern(name, &pattern).await
     }
 
     async fn fetch(&self, group: &str, max: usize) -> Result<Vec<Delivery>, LogError> {

@@ -55,6 +55,13 @@ pub enum ApiError {
         /// The subscription using it.
         id: String,
     },
+    /// The request contradicts the state of a resource, e.g. joining a consumer group with
+    /// another pattern than the group's; the message names both.
+    #[error("{0}")]
+    Conflict(String),
+    /// The event log cannot do this (e.g. change a group's pattern on JetStream).
+    #[error("{0}")]
+    NotSupported(String),
     /// The body exceeds the configured limit.
     #[error("the request body exceeds the limit of {0} bytes")]
     PayloadTooLarge(usize),
@@ -85,7 +92,10 @@ impl ApiError {
             | Self::UnknownGroup(_)
             | Self::UnknownDeadLetter(_)
             | Self::UnknownJob(_) => StatusCode::NOT_FOUND,
-            Self::JobRunning(_) | Self::GroupInUse { .. } => StatusCode::CONFLICT,
+            Self::JobRunning(_) | Self::GroupInUse { .. } | Self::Conflict(_) => {
+                StatusCode::CONFLICT
+            }
+            Self::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidEvent(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -109,6 +119,8 @@ impl ApiError {
             Self::UnknownJob(_) => "unknown_job",
             Self::JobRunning(_) => "job_running",
             Self::GroupInUse { .. } => "group_in_use",
+            Self::Conflict(_) => "conflict",
+            Self::NotSupported(_) => "not_supported",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::InvalidEvent(_) => "invalid_event",
@@ -135,7 +147,21 @@ impl From<LogError> for ApiError {
     fn from(err: LogError) -> Self {
         match err {
             LogError::InvalidEvent { index, source } => Self::invalid_event(Some(index), &source),
+            LogError::RepeatedId { first, second } => Self::InvalidEvent(format!(
+                "events {first} and {second} of the batch have the same id; \
+                 a batch may not repeat an id"
+            )),
             LogError::UnknownGroup(name) => Self::UnknownGroup(name),
+            LogError::GroupPatternConflict {
+                group,
+                existing,
+                requested,
+            } => Self::Conflict(format!(
+                "consumer group {group:?} receives \"{existing}\", not \"{requested}\": \
+                 join it with its own pattern, or use another group; an administrator \
+                 changes a group's pattern with PUT /v1/groups/{group}"
+            )),
+            LogError::Unsupported(reason) => Self::NotSupported(reason),
             LogError::InvalidGroup(reason) => Self::InvalidParameter(reason),
             LogError::UnknownDeadLetter(id) => Self::UnknownDeadLetter(id),
             LogError::Unavailable(_) | LogError::Closed => {
@@ -166,6 +192,31 @@ mod tests {
         let err = ApiError::from(LogError::Storage("disk /var/lib/x full".into()));
         assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!err.body().to_string().contains("/var/lib"));
+    }
+
+    #[test]
+    fn a_pattern_conflict_is_409_naming_both_patterns() {
+        let err = ApiError::from(LogError::GroupPatternConflict {
+            group: "billing".into(),
+            existing: pulse_core::Pattern::parse("billing.>").unwrap(),
+            requested: pulse_core::Pattern::parse("health.reading.>").unwrap(),
+        });
+        assert_eq!(
+            (err.status(), err.code()),
+            (StatusCode::CONFLICT, "conflict")
+        );
+        let message = err.to_string();
+        assert!(message.contains("billing.>") && message.contains("health.reading.>"));
+    }
+
+    #[test]
+    fn a_repeated_id_is_422_naming_both_indexes() {
+        let err = ApiError::from(LogError::RepeatedId {
+            first: 0,
+            second: 2,
+        });
+        assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(err.to_string().contains("events 0 and 2"), "{err}");
     }
 
     #[test]

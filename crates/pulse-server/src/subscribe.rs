@@ -24,10 +24,14 @@ pub(crate) enum Target {
     },
 }
 
-/// Checks rights and creates or updates the group when one is named.
+/// Checks rights and creates or joins the group when one is named.
 ///
-/// Without a pattern, an existing group keeps its own; a group that does not exist then
-/// is an `unknown_group` error. Without a group and a pattern, the tail takes every type.
+/// Rights are checked against the group's own pattern, whatever the request names: a
+/// group's pattern is part of the group, so naming another one is a 409 `conflict` (the
+/// log refuses the join) and never re-points it. With a pattern, the caller needs the
+/// right to it and the group is created with it if it does not exist. Without one, the
+/// group must exist (else `unknown_group`). Without a group and a pattern, the tail
+/// takes every type.
 pub(crate) async fn resolve(
     state: &AppState,
     caller: &Caller,
@@ -51,8 +55,10 @@ pub(crate) async fn resolve(
             config.start = start.unwrap_or_default();
             config.max_deliver = state.groups.max_deliver;
             config.ack_wait = state.groups.ack_wait;
-            state.log.ensure_group(&name, config).await?;
-            pattern
+            let info = state.log.ensure_group(&name, config).await?;
+            // What the group receives is its stored pattern; check that one too.
+            caller.require_subscribe(&info.pattern)?;
+            info.pattern
         }
         None => {
             let info = state

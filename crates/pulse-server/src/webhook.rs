@@ -6,6 +6,12 @@
 //! Subscriptions created over the API are kept in `webhooks.json` in the data directory
 //! (written to a temporary file and renamed, so a crash leaves the old or the new list);
 //! those declared in the configuration are started at boot and cannot be deleted.
+//!
+//! A subscription's pattern is its group's: creating one on an existing group with another
+//! pattern is a 409 `conflict`, like any join. Two operator actions change it: the
+//! configuration file (a declared subscription whose pattern changed re-points its group
+//! at boot) and `PUT /v1/groups/{name}` (which updates the API subscription using the
+//! group, and refuses a group declared in the file).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -234,11 +240,70 @@ impl Webhooks {
         }
     }
 
+    /// Changes the pattern of `group`'s subscription, if one uses it, with the group's.
+    /// A group declared in the configuration file is changed there instead.
+    pub async fn set_group_pattern(
+        &self,
+        group: &str,
+        pattern: Pattern,
+    ) -> Result<pulse_core::GroupInfo, ApiError> {
+        let _guard = self.inner.change.lock().await;
+        let user = self
+            .inner
+            .running
+            .lock()
+            .values()
+            .find(|r| r.spec.group == group)
+            .map(|r| (r.spec.id.clone(), r.spec.from_config));
+        if let Some((id, true)) = &user {
+            return Err(ApiError::Conflict(format!(
+                "consumer group {group:?} belongs to subscription {id:?}, declared in the \
+                 configuration file: change its pattern there"
+            )));
+        }
+        let info = self
+            .inner
+            .log
+            .set_group_pattern(group, pattern.clone())
+            .await?;
+        if let Some((id, _)) = user {
+            if let Some(r) = self.inner.running.lock().get_mut(&id) {
+                r.spec.pattern = pattern;
+            }
+            self.persist()
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+        }
+        Ok(info)
+    }
+
     async fn launch(&self, spec: WebhookSpec) -> Result<(), ApiError> {
         let mut config = GroupConfig::new(spec.pattern.clone());
         config.max_deliver = spec.max_deliver;
         config.ack_wait = self.inner.defaults.ack_wait.max(DELIVERY_TIMEOUT * 2);
-        self.inner.log.ensure_group(&spec.group, config).await?;
+        match self
+            .inner
+            .log
+            .ensure_group(&spec.group, config.clone())
+            .await
+        {
+            // The configuration file is an operator's word: its pattern re-points the group.
+            Err(LogError::GroupPatternConflict { .. }) if spec.from_config => {
+                self.inner
+                    .log
+                    .set_group_pattern(&spec.group, spec.pattern.clone())
+                    .await?;
+                tracing::warn!(
+                    subscription = %spec.id,
+                    group = %spec.group,
+                    pattern = %spec.pattern,
+                    "the configuration file changed the pattern of the subscription's group"
+                );
+                self.inner.log.ensure_group(&spec.group, config).await?;
+            }
+            other => {
+                other?;
+            }
+        }
         let stop = self.inner.shutdown.child_token();
         let worker = Worker {
             log: self.inner.log.clone(),

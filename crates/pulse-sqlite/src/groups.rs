@@ -14,8 +14,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use pulse_core::group::{AckEffect, DeadLetterDraft, GroupState, NackEffect};
 use pulse_core::{
-    log::validate_group_name, Delivery, GroupConfig, GroupInfo, LogError, NackOutcome, Pattern,
-    StartPosition, StoredEvent,
+    log::check_group_pattern, log::validate_group_name, Delivery, GroupConfig, GroupInfo, LogError,
+    NackOutcome, Pattern, StartPosition, StoredEvent,
 };
 use rusqlite::Connection;
 use tokio::time::Instant;
@@ -94,6 +94,38 @@ impl Shared {
         let group = groups
             .entry(name.to_owned())
             .or_insert_with(|| Group::new(GroupState::new(name, config.clone(), committed)));
+        // The stored pattern was checked by the writer; keep the one in memory, which a
+        // concurrent `set_group_pattern` may have changed since.
+        let mut joined = group.state.config().clone();
+        joined.max_deliver = config.max_deliver;
+        joined.ack_wait = config.ack_wait;
+        group.state.set_config(joined);
+        Ok(group.state.info())
+    }
+
+    pub(crate) async fn set_group_pattern(
+        &self,
+        name: &str,
+        pattern: Pattern,
+    ) -> Result<GroupInfo, LogError> {
+        let (owned, text) = (name.to_owned(), pattern.as_str().to_owned());
+        self.write(Box::new(move |conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE consumer_groups SET pattern = ?2 WHERE name = ?1",
+                    rusqlite::params![owned, text],
+                )
+                .map_err(|e| sqlite_error("cannot store a consumer group", e))?;
+            if changed == 0 {
+                return Err(LogError::UnknownGroup(owned));
+            }
+            Ok(0)
+        }))
+        .await?;
+        let mut groups = self.groups.lock();
+        let group = get_mut(&mut groups, name)?;
+        let mut config = group.state.config().clone();
+        config.pattern = pattern;
         group.state.set_config(config);
         Ok(group.state.info())
     }
@@ -284,13 +316,32 @@ fn scan(
     Ok((events, scanned_to))
 }
 
-/// Creates a group at `start` or updates its configuration; returns its committed offset.
+/// Creates a group at `start`, or joins it: the pattern must be the stored one, the
+/// delivery settings are updated. Returns its committed offset.
 fn upsert(
     conn: &Connection,
     name: &str,
     config: &GroupConfig,
     start: u64,
 ) -> Result<u64, LogError> {
+    let stored: Option<String> = conn
+        .query_row(
+            "SELECT pattern FROM consumer_groups WHERE name = ?1",
+            [name],
+            |row| row.get(0),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })
+        .map_err(|e| sqlite_error("cannot read a consumer group", e))?;
+    if let Some(stored) = stored {
+        let existing = Pattern::parse(&stored).map_err(|e| {
+            LogError::Storage(format!("group {name:?} has an unreadable pattern: {e}"))
+        })?;
+        check_group_pattern(name, &existing, &config.pattern)?;
+    }
     let start_text = match config.start {
         StartPosition::Earliest => "earliest",
         StartPosition::Latest => "latest",
@@ -298,7 +349,6 @@ fn upsert(
     conn.execute(
         "INSERT INTO consumer_groups (name, pattern, committed, start, max_deliver, ack_wait_ms) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name) DO UPDATE SET \
-         pattern = excluded.pattern, start = excluded.start, \
          max_deliver = excluded.max_deliver, ack_wait_ms = excluded.ack_wait_ms",
         rusqlite::params![
             name,

@@ -15,7 +15,7 @@ use futures::{Stream, StreamExt};
 use parking_lot::Mutex;
 use pulse_core::{
     Appended, DeadLetter, Delivery, Event, EventLog, GroupConfig, GroupInfo, LogError, NackOutcome,
-    ReadQuery, StoredEvent,
+    Pattern, ReadQuery, StoredEvent,
 };
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -325,6 +325,7 @@ impl Shared {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        pulse_core::log::refuse_repeated_ids(&events)?;
         let writer = self.writer()?;
         let now = Utc::now();
         let pending = events
@@ -386,6 +387,10 @@ impl EventLog for SqliteLog {
 
     async fn ensure_group(&self, name: &str, config: GroupConfig) -> Result<GroupInfo, LogError> {
         self.shared.ensure_group(name, config).await
+    }
+
+    async fn set_group_pattern(&self, name: &str, pattern: Pattern) -> Result<GroupInfo, LogError> {
+        self.shared.set_group_pattern(name, pattern).await
     }
 
     async fn fetch(&self, group: &str, max: usize) -> Result<Vec<Delivery>, LogError> {

@@ -107,18 +107,8 @@ impl PostgresInput {
 
 /// `spec` with the password, if any, replaced by `***`.
 fn redact(spec: &str) -> String {
-    let Some((scheme, rest)) = spec.split_once("://") else {
-        return spec.to_owned();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) if userinfo.contains(':') => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{tail}")
-        }
-        _ => spec.to_owned(),
-    }
+    // The one redaction of backend URLs: passwords, tokens and secret query parameters.
+    pulse_core::redact::redact_url(spec)
 }
 
 /// The runner's view of a connected table: each read drives the connection on a runtime

@@ -8,6 +8,7 @@ mod nats_instances;
 mod postgres_instances;
 mod postgres_retention;
 mod serve;
+mod serve_secrets;
 mod shared_jobs;
 mod sqlite_retention;
 mod support;

@@ -161,7 +161,14 @@ impl Bus {
         let Some(log) = log else {
             return Ok(());
         };
-        let appended = log.append(to_append).await?;
+        let appended = log.append(to_append).await.map_err(|err| match err {
+            // Name the positions in the caller's batch, not in its persistent part.
+            LogError::RepeatedId { first, second } => LogError::RepeatedId {
+                first: positions.get(first).copied().unwrap_or(first),
+                second: positions.get(second).copied().unwrap_or(second),
+            },
+            other => other,
+        })?;
         if appended.len() != positions.len() {
             return Err(PublishError::Log(LogError::Storage(format!(
                 "the log returned {} results for {} appended events",

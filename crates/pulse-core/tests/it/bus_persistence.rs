@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use pulse_core::bus::{Bus, PublishError, PublishOptions, Published, SubscribeOptions};
 use pulse_core::memory::MemoryLog;
-use pulse_core::{Event, EventLog, Pattern, ReadQuery};
+use pulse_core::{Event, EventLog, LogError, Pattern, ReadQuery};
 
 use crate::bus_support::{numbered, recorder, recv_n, seq};
 
@@ -93,13 +93,34 @@ async fn memory_publishes_and_memory_only_types_stay_out_of_the_log() {
             numbered("health.reading", 3),
             numbered("metrics.cpu", 4),
             numbered("health.reading", 5).with_id("dup"),
-            numbered("health.reading", 6).with_id("dup"),
         ])
         .await
         .unwrap();
     let offsets: Vec<Option<u64>> = results.iter().map(|r| r.offset).collect();
-    assert_eq!(offsets, [Some(2), None, Some(3), Some(3)]);
-    assert!(results[3].duplicate);
+    assert_eq!(offsets, [Some(2), None, Some(3)]);
+    // A batch that repeats an id is refused whole, naming both of its positions.
+    let refused = bus
+        .publish_batch(vec![
+            numbered("metrics.cpu", 6),
+            numbered("health.reading", 7).with_id("again"),
+            numbered("health.reading", 8).with_id("again"),
+        ])
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(PublishError::Log(LogError::RepeatedId {
+                first: 1,
+                second: 2
+            }))
+        ),
+        "{refused:?}"
+    );
+    let retried = bus
+        .publish(numbered("health.reading", 9).with_id("dup"))
+        .await
+        .unwrap();
+    assert_eq!((retried.offset, retried.duplicate), (Some(3), true));
 
     let seqs: Vec<u64> = recv_n(&mut rx, 6).await.iter().map(|e| seq(e)).collect();
     assert_eq!(seqs, [0, 1, 2, 3, 4, 5]);

@@ -37,6 +37,8 @@ pub(super) async fn publish(
     for event in &events {
         caller.require_publish(&event.ty)?;
     }
+    // Over the whole request, memory events included: a batch may not repeat an id.
+    pulse_core::log::refuse_repeated_ids(&events)?;
     let mut persistent_at = Vec::with_capacity(events.len());
     let mut persistent = Vec::with_capacity(events.len());
     let mut memory = Vec::new();

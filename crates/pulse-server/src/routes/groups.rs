@@ -1,10 +1,17 @@
-//! `GET /v1/groups`: consumer groups with committed offset and lag (admin right).
+//! `GET /v1/groups`: consumer groups with committed offset and lag; `PUT
+//! /v1/groups/{name}`: change a group's pattern (both admin right).
+//!
+//! A group's pattern is part of the group: subscribers join with it or get a 409, so that
+//! no subscribe key can re-point a group at other types. Changing it is this explicit
+//! administrator's action, which keeps the group's position.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::Json;
 use pulse_core::{EventLog, GroupInfo, LogError, ReadQuery};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::{parse_pattern, ApiJson};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::metrics::record_lag;
@@ -55,4 +62,31 @@ pub(super) async fn list(
     caller.require_admin()?;
     let groups = refresh_lag(state.log.as_ref()).await?;
     Ok(Json(json!({ "groups": groups })))
+}
+
+/// Body of `PUT /v1/groups/{name}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct GroupUpdate {
+    pattern: String,
+}
+
+/// Changes the pattern of an existing group, keeping its position.
+pub(super) async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<GroupUpdate>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_admin()?;
+    pulse_core::log::validate_group_name(&name)?;
+    let pattern = parse_pattern(&body.pattern)?;
+    let info = state.webhooks.set_group_pattern(&name, pattern).await?;
+    tracing::info!(caller = ?caller, group = %info.name, pattern = %info.pattern, "consumer group pattern changed");
+    Ok(Json(json!({
+        "name": info.name,
+        "pattern": info.pattern.as_str(),
+        "committed": info.committed,
+        "pending": info.pending,
+    })))
 }

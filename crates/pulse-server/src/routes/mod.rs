@@ -16,7 +16,7 @@ pub(crate) use groups::refresh_lag;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use pulse_core::Pattern;
 use serde::de::DeserializeOwned;
@@ -38,6 +38,7 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/v1/subscriptions/{id}", delete(subscriptions::remove))
         .route("/v1/groups", get(groups::list))
+        .route("/v1/groups/{name}", put(groups::update))
         .route("/v1/dlq", get(dlq::list))
         .route("/v1/dlq/{id}/redrive", post(dlq::redrive))
         .route("/v1/aggregates", get(aggregates::query))

@@ -188,3 +188,62 @@ async fn memory_events_are_answered_without_offset_and_not_stored() {
     assert_eq!(types, vec!["health.x"]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_batch_that_repeats_an_id_is_refused_naming_both() {
+    let server =
+        TestServer::start("[[durability]]\npattern = \"debug.>\"\nmode = \"memory\"\n").await;
+    let batch = vec![
+        event("m-1", "debug.trace", json!(1)),
+        event("inv-1", "billing.invoice", json!({"amount": 1})),
+        event("p-2", "billing.paid", json!(2)),
+        event("inv-1", "billing.invoice", json!({"amount": 2})),
+    ];
+    let (s, b) = post(
+        &server.url("/v1/events"),
+        BATCH,
+        Value::Array(batch).to_string(),
+        None,
+    )
+    .await;
+    assert_error(s, &b, 422, "invalid_event");
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(message.contains("events 1 and 3"), "{b}");
+    // Memory events count too: the index is the request's.
+    let (s, b) = post(
+        &server.url("/v1/events"),
+        BATCH,
+        json!([
+            event("m-1", "debug.trace", json!(1)),
+            event("m-1", "debug.trace", json!(2))
+        ])
+        .to_string(),
+        None,
+    )
+    .await;
+    assert_error(s, &b, 422, "invalid_event");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("events 0 and 1"),
+        "{b}"
+    );
+    let (_, page) = get(&server.url("/v1/events"), None).await;
+    assert_eq!(page["events"], json!([]), "nothing was stored");
+    // Sent again one at a time, the repeat is the usual duplicate.
+    let first = event("inv-1", "billing.invoice", json!({"amount": 1})).to_string();
+    let (s, b) = post(&server.url("/v1/events"), STRUCTURED, first.clone(), None).await;
+    assert_eq!(
+        (s, &b["events"][0]["duplicate"]),
+        (202, &json!(false)),
+        "{b}"
+    );
+    let (s, b) = post(&server.url("/v1/events"), STRUCTURED, first, None).await;
+    assert_eq!(
+        (s, &b["events"][0]["duplicate"]),
+        (202, &json!(true)),
+        "{b}"
+    );
+    server.stop().await;
+}

@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod events;
+mod groups;
 mod jobs;
 mod restart;
 mod stream;
