@@ -24,6 +24,7 @@ pub mod aggregates;
 pub mod auth;
 pub mod codec;
 pub mod config;
+mod connection;
 pub mod error;
 pub mod jobs;
 pub mod live;
@@ -33,6 +34,7 @@ mod routes;
 mod server;
 pub mod shutdown;
 pub mod state;
+pub mod storage;
 mod subscribe;
 pub mod webhook;
 

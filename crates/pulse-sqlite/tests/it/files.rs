@@ -213,7 +213,7 @@ async fn a_full_disk_fails_appends_and_keeps_what_was_stored() {
         assert!(stored < 10_000, "the disk never filled up");
     };
     assert!(
-        matches!(err, LogError::Storage(ref m) if m.contains("disk is full")),
+        matches!(err, LogError::StorageFull(ref m) if m.contains("disk is full")),
         "{err:?}"
     );
     assert!(stored > 0);
