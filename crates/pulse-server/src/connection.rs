@@ -49,7 +49,7 @@ use crate::metrics::{HTTP_CONNECTIONS_CLOSED, HTTP_CONNECTIONS_OPEN};
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Header fields hyper parses before refusing a head with its own (empty) 431. Above the
-/// router's limit ([`MAX_HEADERS`]), so that the common case is refused in JSON.
+/// router's limit (`MAX_HEADERS`), so that the common case is refused in JSON.
 const HYPER_MAX_HEADERS: usize = 1000;
 /// Header fields a request may carry; more is a JSON 431 `too_many_headers`.
 pub(crate) const MAX_HEADERS: usize = 100;

@@ -1,7 +1,7 @@
 //! Whether the event log can take writes, for `/readyz`.
 //!
 //! Reads keep working on a full disk, so asking the log for its last offset says nothing
-//! about writes. Instead every call to the log goes through [`StorageWatch`], which notes a
+//! about writes. Instead every call to the log goes through `StorageWatch`, which notes a
 //! [`LogError::StorageFull`] and forgets it at the next append that stores an event. While
 //! it is noted, `/readyz` answers `507 storage_full` — unless a small probe file can be
 //! written to the data directory again: then space is back, and readiness returns without
