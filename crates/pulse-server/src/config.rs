@@ -104,8 +104,9 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(30),
             max_connections: 1024,
             header_read_timeout: Duration::from_secs(10),
-            // Longer than the keep-alive time of common clients (aiohttp 15 s, reqwest
-            // 90 s is cut here): the client, not the server, should close first.
+            // Longer than the keep-alive of the Python client's aiohttp (15 s): the client
+            // should close an idle connection first, so that it never sends a request on
+            // one the server is closing.
             idle_timeout: Duration::from_secs(60),
         }
     }
