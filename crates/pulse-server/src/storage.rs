@@ -182,3 +182,34 @@ impl EventLog for StorageWatch {
         self.seen(self.inner.fetch_wait(group, max, timeout).await)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_mark_is_cleared_by_a_probe_that_can_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let health = StorageHealth::new(Some(dir.path().to_owned()));
+        assert!(health.writable().await);
+        health.observe::<()>(&Err(LogError::StorageFull("x".into())));
+        assert!(health.is_full());
+        // The directory has room: the probe writes, and the mark goes.
+        assert!(health.writable().await);
+        assert!(!health.is_full());
+        assert!(!dir.path().join(PROBE_FILE).exists(), "the probe cleans up");
+    }
+
+    #[tokio::test]
+    async fn without_a_directory_only_a_stored_append_clears_the_mark() {
+        let health = StorageHealth::new(None);
+        let log = StorageWatch::new(
+            Arc::new(pulse_core::memory::MemoryLog::new()),
+            health.clone(),
+        );
+        health.observe::<()>(&Err(LogError::StorageFull("x".into())));
+        assert!(!health.writable().await);
+        log.append(vec![Event::new("a.b")]).await.unwrap();
+        assert!(health.writable().await);
+    }
+}
