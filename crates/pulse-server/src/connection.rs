@@ -46,6 +46,7 @@ use tower::ServiceExt;
 
 use crate::config::Limits;
 use crate::metrics::{HTTP_CONNECTIONS_CLOSED, HTTP_CONNECTIONS_OPEN};
+use crate::request_line::RequestLine;
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Header fields hyper parses before refusing a head with its own (empty) 431. Above the
@@ -116,6 +117,7 @@ impl Connections {
             bytes_seen: AtomicBool::new(false),
             http2: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
+            new_head: AtomicBool::new(false),
             wake: Notify::new(),
             room: self.room.clone(),
             epoch: self.epoch,
@@ -162,6 +164,8 @@ struct ConnState {
     http2: AtomicBool,
     /// Closed to make room for a new connection.
     evicted: AtomicBool,
+    /// The last request ended: the next bytes read start a new request head.
+    new_head: AtomicBool,
     /// Signalled when the deadline may have changed or the connection was evicted.
     wake: Notify,
     room: Arc<Notify>,
@@ -231,6 +235,7 @@ impl Drop for InFlight {
         let conn = &self.0;
         conn.idle_since.store(conn.now_ms(), Ordering::Release);
         if conn.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            conn.new_head.store(true, Ordering::Release);
             conn.wake.notify_one();
             conn.room.notify_one();
         }
@@ -263,10 +268,25 @@ impl hyper::body::Body for TrackedBody {
     }
 }
 
-/// The socket, noting when a request head starts to arrive.
+/// The socket, noting when a request head starts to arrive and encoding what the
+/// `http` crate refuses raw in a request target (see `crate::request_line`).
 struct Tracked<S> {
     inner: S,
     conn: Arc<ConnState>,
+    line: RequestLine,
+    /// Rewritten bytes that did not fit into the caller's buffer, handed out next.
+    spill: Vec<u8>,
+}
+
+impl<S> Tracked<S> {
+    fn new(inner: S, conn: Arc<ConnState>) -> Self {
+        Self {
+            inner,
+            conn,
+            line: RequestLine::new(),
+            spill: Vec::new(),
+        }
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
@@ -276,12 +296,33 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if !this.spill.is_empty() {
+            let n = this.spill.len().min(buf.remaining());
+            buf.put_slice(&this.spill[..n]);
+            this.spill.drain(..n);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = polled {
             let read = &buf.filled()[before..];
-            if !read.is_empty() {
-                this.conn.on_read(read);
+            if read.is_empty() {
+                return polled;
+            }
+            let conn = &this.conn;
+            conn.on_read(read);
+            if conn.in_flight.load(Ordering::Acquire) == 0
+                && conn.new_head.swap(false, Ordering::AcqRel)
+            {
+                this.line.restart();
+            }
+            if this.line.active() && !conn.http2.load(Ordering::Relaxed) {
+                if let Some(rewritten) = this.line.scan(read) {
+                    buf.set_filled(before);
+                    let n = rewritten.len().min(buf.remaining());
+                    buf.put_slice(&rewritten[..n]);
+                    this.spill = rewritten[n..].to_vec();
+                }
             }
         }
         polled
@@ -329,18 +370,7 @@ pub(crate) async fn serve(
 ) {
     let conn = registered.conn.clone();
     match tls {
-        None => {
-            drive(
-                Tracked {
-                    inner: stream,
-                    conn,
-                },
-                app,
-                &limits,
-                &shutdown,
-            )
-            .await
-        }
+        None => drive(Tracked::new(stream, conn), app, &limits, &shutdown).await,
         Some(acceptor) => {
             let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
             let tls_stream = tokio::select! {
@@ -354,16 +384,7 @@ pub(crate) async fn serve(
             if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
                 conn.http2.store(true, Ordering::Relaxed);
             }
-            drive(
-                Tracked {
-                    inner: tls_stream,
-                    conn,
-                },
-                app,
-                &limits,
-                &shutdown,
-            )
-            .await;
+            drive(Tracked::new(tls_stream, conn), app, &limits, &shutdown).await;
         }
     }
     drop(registered);

@@ -30,6 +30,7 @@ pub mod jobs;
 pub mod live;
 pub mod metrics;
 mod middleware;
+mod request_line;
 mod routes;
 mod server;
 pub mod shutdown;
