@@ -235,9 +235,13 @@ pub enum LogError {
     /// The backend cannot be reached right now; retrying may succeed.
     #[error("event log unavailable: {0}")]
     Unavailable(String),
-    /// Storage failed (I/O error, disk full, read-only, corruption).
+    /// Storage failed (I/O error, read-only, corruption).
     #[error("event log storage failed: {0}")]
     Storage(String),
+    /// The storage has no space left: nothing of the write was stored. Reads still work,
+    /// and writes succeed again once space is freed, without a restart.
+    #[error("event log storage is full: {0}")]
+    StorageFull(String),
     /// The store was written by something else or by a newer Pulse; it was not modified.
     #[error("incompatible event log: {0}")]
     Incompatible(String),

@@ -84,8 +84,17 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Longest time a non-streaming request may take.
     pub request_timeout: Duration,
-    /// Most connections served at once; further ones wait to be accepted.
+    /// Most connections held at once. At the limit, the connection idle the longest (no
+    /// request in flight: keep-alive, a head not complete yet, a TLS handshake) is closed
+    /// to make room; only when every connection has a request in flight does a new one wait.
     pub max_connections: usize,
+    /// Longest time an HTTP/1 request head (request line and headers) may take to arrive
+    /// in full, counted from its first byte: a client sending half a request is cut off.
+    pub header_read_timeout: Duration,
+    /// Longest time a connection may stay open with no request in flight (before its
+    /// first request, between keep-alive requests, an HTTP/2 connection with no stream).
+    /// Streams (SSE, a WebSocket session) are requests in flight and are not cut.
+    pub idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -94,6 +103,11 @@ impl Default for Limits {
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            // Longer than the keep-alive of the Python client's aiohttp (15 s): the client
+            // should close an idle connection first, so that it never sends a request on
+            // one the server is closing.
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -211,6 +225,8 @@ struct RawLimits {
     max_body_bytes: Option<usize>,
     request_timeout: Option<String>,
     max_connections: Option<usize>,
+    header_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -345,6 +361,13 @@ fn at_least_one(key: &str, limit: Option<u64>) -> Result<Option<u64>, ConfigErro
     }
 }
 
+fn positive(key: &str, d: Duration) -> Result<Duration, ConfigError> {
+    if d.is_zero() {
+        return Err(invalid(key, "must be longer than 0"));
+    }
+    Ok(d)
+}
+
 fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
     parse_duration(text).map_err(|reason| invalid(key, reason))
 }
@@ -379,6 +402,16 @@ impl RawConfig {
                     return Err(invalid("limits.max_connections", "must be at least 1"));
                 }
                 config.limits.max_connections = max;
+            }
+            if let Some(t) = limits.header_read_timeout {
+                config.limits.header_read_timeout = positive(
+                    "limits.header_read_timeout",
+                    duration("limits.header_read_timeout", &t)?,
+                )?;
+            }
+            if let Some(t) = limits.idle_timeout {
+                config.limits.idle_timeout =
+                    positive("limits.idle_timeout", duration("limits.idle_timeout", &t)?)?;
             }
         }
         config.tls = self.tls.map(|t| TlsConfig {
@@ -697,6 +730,8 @@ mod tests {
             max_body_bytes = 1000
             request_timeout = "5s"
             max_connections = 10
+            header_read_timeout = "3s"
+            idle_timeout = "20s"
             [[api_keys]]
             name = "ingest"
             key = "0123456789abcdef"
@@ -723,6 +758,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.listen, Some("127.0.0.1:9000".parse().unwrap()));
         assert_eq!(c.limits.request_timeout, Duration::from_secs(5));
+        assert_eq!(c.limits.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(20));
         assert_eq!(durability_of(&c.durability, "debug.x"), Durability::Memory);
         assert_eq!(
             durability_of(&c.durability, "health.x"),
@@ -740,6 +777,8 @@ mod tests {
         let cases = [
             ("[[durability]]\npattern = \"a..b\"\nmode = \"memory\"", "durability[0].pattern"),
             ("[limits]\nrequest_timeout = \"5 parsecs\"", "limits.request_timeout"),
+            ("[limits]\nidle_timeout = \"0s\"", "limits.idle_timeout"),
+            ("[limits]\nheader_read_timeout = \"soon\"", "limits.header_read_timeout"),
             ("[[api_keys]]\nname = \"a\"\nkey = \"short\"", "api_keys[0].key"),
             (
                 "[[api_keys]]\nname = \"a\"\nkey = \"0123456789abcdef\"\nsubscribe = [\"x.>.y\"]",

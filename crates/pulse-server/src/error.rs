@@ -74,6 +74,30 @@ pub enum ApiError {
     /// The event log (or another backend) cannot be reached right now.
     #[error("{0}")]
     Unavailable(String),
+    /// The event log's storage is full: nothing was stored; retrying with the same ids
+    /// succeeds once space is freed.
+    #[error("the event log's storage is full: nothing was stored, retry once space is freed")]
+    StorageFull,
+    /// The request has more header fields than the server takes.
+    #[error("the request has {0} header fields, more than the limit of {1}")]
+    TooManyHeaders(usize, usize),
+    /// The request's URI is longer than the server takes.
+    #[error("the request URI is {0} bytes long, more than the limit of {1}")]
+    UriTooLong(usize, usize),
+    /// The method is not one the route takes; the message lists those it does.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// A WebSocket route was asked for without a valid WebSocket upgrade.
+    #[error("{0}")]
+    WebSocketRequired(String),
+    /// A request refused outside a handler (an extractor's rejection) with this status.
+    #[error("{message}")]
+    Rejected {
+        /// The status the rejection carried.
+        status: StatusCode,
+        /// What was wrong.
+        message: String,
+    },
     /// Something failed inside the server; the detail is logged, never sent.
     #[error("internal error")]
     Internal(String),
@@ -100,6 +124,12 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidEvent(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
+            Self::TooManyHeaders(..) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::UriTooLong(..) => StatusCode::URI_TOO_LONG,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::WebSocketRequired(_) => StatusCode::BAD_REQUEST,
+            Self::Rejected { status, .. } => *status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -125,6 +155,12 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::InvalidEvent(_) => "invalid_event",
             Self::Unavailable(_) => "unavailable",
+            Self::StorageFull => "storage_full",
+            Self::TooManyHeaders(..) => "too_many_headers",
+            Self::UriTooLong(..) => "uri_too_long",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::WebSocketRequired(_) => "websocket_required",
+            Self::Rejected { .. } => "request_rejected",
             Self::Internal(_) => "internal",
         }
     }
@@ -132,6 +168,27 @@ impl ApiError {
     /// The JSON body of this error.
     pub fn body(&self) -> serde_json::Value {
         serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}})
+    }
+
+    /// The error for a response that left the router with `status` and a plain-text
+    /// `text` (axum's rejections), so that it too has the API's JSON shape.
+    pub fn rejected(status: StatusCode, text: String) -> Self {
+        let text = text.trim();
+        let message = if text.is_empty() {
+            status
+                .canonical_reason()
+                .unwrap_or("the request was refused")
+                .to_lowercase()
+        } else {
+            text.to_owned()
+        };
+        match status {
+            StatusCode::BAD_REQUEST => Self::InvalidParameter(message),
+            StatusCode::NOT_FOUND => Self::NotFound(message),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(message),
+            s if s.is_server_error() => Self::Internal(message),
+            _ => Self::Rejected { status, message },
+        }
     }
 
     /// An invalid event, with its position when it came in a batch.
@@ -168,6 +225,11 @@ impl From<LogError> for ApiError {
                 // The reason may name hosts or paths: log it, send a plain message.
                 tracing::warn!(%err, "event log unavailable");
                 Self::Unavailable("the event log cannot be reached right now".into())
+            }
+            LogError::StorageFull(_) => {
+                // The detail names the file: log it, send the plain message.
+                tracing::warn!(%err, "event log storage full");
+                Self::StorageFull
             }
             other => Self::Internal(other.to_string()),
         }
@@ -217,6 +279,16 @@ mod tests {
         });
         assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert!(err.to_string().contains("events 0 and 2"), "{err}");
+    }
+
+    #[test]
+    fn a_full_disk_is_507_storage_full_without_the_path() {
+        let err = ApiError::from(LogError::StorageFull(
+            "cannot append: /var/lib/pulse/events.db: the disk is full".into(),
+        ));
+        assert_eq!(err.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(err.code(), "storage_full");
+        assert!(!err.body().to_string().contains("/var/lib"));
     }
 
     #[test]

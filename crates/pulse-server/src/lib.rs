@@ -24,15 +24,18 @@ pub mod aggregates;
 pub mod auth;
 pub mod codec;
 pub mod config;
+mod connection;
 pub mod error;
 pub mod jobs;
 pub mod live;
 pub mod metrics;
 mod middleware;
+mod request_line;
 mod routes;
 mod server;
 pub mod shutdown;
 pub mod state;
+pub mod storage;
 mod subscribe;
 pub mod webhook;
 

@@ -33,6 +33,11 @@ pub const WEBHOOK_FAILURES: &str = "pulse_webhook_failures_total";
 pub const HTTP_REQUESTS: &str = "pulse_http_requests_total";
 /// HTTP request durations by route, seconds.
 pub const HTTP_DURATION: &str = "pulse_http_request_duration_seconds";
+/// Connections the server closed, by reason (`idle_timeout`, `header_read_timeout`,
+/// `evicted` to make room at `max_connections`).
+pub const HTTP_CONNECTIONS_CLOSED: &str = "pulse_http_connections_closed_total";
+/// HTTP connections open now (WebSocket sessions leave the count once upgraded).
+pub const HTTP_CONNECTIONS_OPEN: &str = "pulse_http_connections_open";
 /// Memory-durability events a slow live subscriber missed.
 pub const LIVE_DROPPED: &str = "pulse_live_events_dropped_total";
 
@@ -110,6 +115,11 @@ fn describe() {
         "HTTP request durations by route"
     );
     describe_counter!(LIVE_DROPPED, "Memory events a slow live subscriber missed");
+    describe_counter!(
+        HTTP_CONNECTIONS_CLOSED,
+        "Connections the server closed, by reason"
+    );
+    describe_gauge!(HTTP_CONNECTIONS_OPEN, "HTTP connections open now");
 }
 
 /// Registers the series that need no group or job, at zero.

@@ -1,5 +1,7 @@
 //! The listener: accepts connections (plain or TLS) up to `max_connections` at once,
-//! serves HTTP/1.1 and HTTP/2 with upgrades (WebSocket), and drains on shutdown.
+//! serves HTTP/1.1 and HTTP/2 with upgrades (WebSocket) through [`crate::connection`]
+//! (idle and header timeouts, room made by closing idle connections), and drains on
+//! shutdown.
 //!
 //! Draining, in order: stop accepting; cancel streams (SSE ends, WebSocket sessions
 //! nack what they hold and close); let in-flight requests finish; stop webhook workers
@@ -12,26 +14,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use pulse_core::{EventLog, LogError};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, TlsConfig};
+use crate::connection::Connections;
 use crate::jobs::{Jobs, JobsError, SharedJobs};
 use crate::live::Live;
 use crate::routes::router;
 use crate::state::AppState;
+use crate::storage::{StorageHealth, StorageWatch};
 use crate::webhook::{WebhookError, Webhooks};
 
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const LAG_REFRESH: Duration = Duration::from_secs(10);
 
 /// Why the server could not start or stop cleanly.
@@ -97,6 +95,8 @@ impl Server {
                 })?;
         // First, so the jobs' and webhook workers' series reach the recorder.
         let metrics = crate::metrics::install();
+        let storage = StorageHealth::new(options.data_dir.clone());
+        let log: Arc<dyn EventLog> = Arc::new(StorageWatch::new(log, storage.clone()));
         let shutdown = CancellationToken::new();
         let jobs = Jobs::start(
             config.jobs,
@@ -120,6 +120,7 @@ impl Server {
         }
         let state = AppState {
             log,
+            storage,
             keys: config.keys,
             durability: Arc::new(config.durability),
             live: Live::default(),
@@ -156,8 +157,8 @@ impl Server {
             max_connections,
         } = self;
         let app = router(state.clone());
-        let graceful = GracefulShutdown::new();
-        let permits = Arc::new(Semaphore::new(max_connections));
+        let connections = Connections::new(max_connections);
+        let conn_tasks = TaskTracker::new();
         let lag = tokio::spawn(refresh_lag_periodically(
             state.log.clone(),
             state.shutdown.clone(),
@@ -165,13 +166,6 @@ impl Server {
         tracing::info!(addr = %listener.local_addr().map_err(|source| ServerError::Bind { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?, tls = tls.is_some(), "pulse serve listening");
         tokio::pin!(shutdown);
         loop {
-            let permit = tokio::select! {
-                p = permits.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-                () = &mut shutdown => break,
-            };
             let (stream, _peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
@@ -184,43 +178,27 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
+            // Accepted first, so that at the limit the longest-idle connection makes room
+            // for this one instead of this one waiting in the kernel's backlog.
+            tokio::select! {
+                () = connections.make_room() => {}
+                () = &mut shutdown => break,
+            }
             let _ = stream.set_nodelay(true);
-            let service = TowerToHyperService::new(app.clone());
-            let watcher = graceful.watcher();
-            let tls = tls.clone();
-            tokio::spawn(async move {
-                let builder = auto::Builder::new(TokioExecutor::new());
-                let result = match tls {
-                    None => {
-                        let conn =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        watcher.watch(conn.into_owned()).await
-                    }
-                    Some(acceptor) => {
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(tls_stream)) => {
-                                let conn = builder.serve_connection_with_upgrades(
-                                    TokioIo::new(tls_stream),
-                                    service,
-                                );
-                                watcher.watch(conn.into_owned()).await
-                            }
-                            _ => Ok(()),
-                        }
-                    }
-                };
-                if let Err(err) = result {
-                    tracing::debug!(%err, "connection ended with an error");
-                }
-                drop(permit);
-            });
+            conn_tasks.spawn(crate::connection::serve(
+                connections.register(),
+                stream,
+                tls.clone(),
+                app.clone(),
+                state.limits.clone(),
+                state.shutdown.clone(),
+            ));
         }
         drop(listener);
         tracing::info!("draining: no new connections");
         state.shutdown.cancel();
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        conn_tasks.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, conn_tasks.wait())
             .await
             .is_err()
         {

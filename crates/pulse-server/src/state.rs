@@ -12,6 +12,7 @@ use crate::auth::KeyRing;
 use crate::config::{DurabilityRule, GroupDefaults, Limits};
 use crate::jobs::Jobs;
 use crate::live::Live;
+use crate::storage::StorageHealth;
 use crate::webhook::Webhooks;
 
 /// Shared by every request; cheap to clone.
@@ -19,6 +20,8 @@ use crate::webhook::Webhooks;
 pub struct AppState {
     /// The durable log.
     pub log: Arc<dyn EventLog>,
+    /// Whether the log's storage currently refuses writes for lack of space.
+    pub storage: StorageHealth,
     /// The configured API keys.
     pub keys: KeyRing,
     /// Durability per type pattern.

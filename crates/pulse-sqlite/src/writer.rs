@@ -19,7 +19,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::codec::{PendingEvent, INSERT};
-use crate::error::sqlite_error;
+use crate::error::{io_error, sqlite_error};
 use crate::metrics as m;
 use crate::options::{FsyncPolicy, SqliteOptions};
 use crate::retention::Pruner;
@@ -244,7 +244,10 @@ impl Writer {
                 for reply in flushes {
                     let _ = reply.send(match &sync_error {
                         None => Ok(()),
-                        Some(err) => Err(LogError::Storage(err.to_string())),
+                        Some(err) => Err(io_error(
+                            "cannot sync the log",
+                            std::io::Error::new(err.kind(), err.to_string()),
+                        )),
                     });
                 }
             }
@@ -413,6 +416,7 @@ fn clone_error(err: &LogError) -> LogError {
     match err {
         LogError::Unavailable(m) => LogError::Unavailable(m.clone()),
         LogError::Closed => LogError::Closed,
+        LogError::StorageFull(m) => LogError::StorageFull(m.clone()),
         other => LogError::Storage(other.to_string()),
     }
 }

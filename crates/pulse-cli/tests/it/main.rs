@@ -2,6 +2,7 @@
 
 mod aggregate_cli;
 mod aggregate_postgres;
+mod disk_full;
 mod log_cmd;
 mod metrics;
 mod nats_instances;

@@ -26,13 +26,24 @@ pub(crate) struct Server {
     /// The name the test gave it.
     pub(crate) name: String,
     stderr: PathBuf,
-    dir: tempfile::TempDir,
+    data_dir: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl Server {
     /// Starts `pulse serve` with `config` (TOML) and waits until it is healthy.
     pub(crate) async fn start(name: &str, config: &str) -> Self {
+        Self::start_with_data_dir(name, config, None).await
+    }
+
+    /// Like [`start`](Self::start), with the data directory at `data_dir` when given.
+    pub(crate) async fn start_with_data_dir(
+        name: &str,
+        config: &str,
+        data_dir: Option<PathBuf>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let data_dir = data_dir.unwrap_or_else(|| dir.path().join("data"));
         let config_path = dir.path().join("pulse.toml");
         std::fs::write(&config_path, config).unwrap();
         let stderr = dir.path().join("stderr.log");
@@ -42,7 +53,7 @@ impl Server {
             .arg("--config")
             .arg(&config_path)
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
+            .arg(&data_dir)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
@@ -54,7 +65,8 @@ impl Server {
             ws: format!("ws://127.0.0.1:{port}"),
             name: name.to_owned(),
             stderr,
-            dir,
+            data_dir,
+            _dir: dir,
         };
         for _ in 0..1500 {
             if let Ok(r) = reqwest::get(format!("{}/healthz", server.base)).await {
@@ -99,7 +111,7 @@ impl Server {
 
     /// The `--data-dir` it was started with (the SQLite log lives there).
     pub(crate) fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data_dir.clone()
     }
 }
 

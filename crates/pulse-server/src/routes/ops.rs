@@ -20,8 +20,12 @@ pub(super) async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// 200 when the log answers in time, else 503.
+/// 200 when the log answers in time and can take writes, else 503 (or 507 while its
+/// storage is full).
 pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    if !state.storage.writable().await {
+        return Err(ApiError::StorageFull);
+    }
     match tokio::time::timeout(READY_TIMEOUT, state.log.last_offset()).await {
         Ok(Ok(_)) if !state.shutdown.is_cancelled() => Ok(Json(json!({"status": "ready"}))),
         Ok(Ok(_)) => Err(ApiError::Unavailable("the server is shutting down".into())),

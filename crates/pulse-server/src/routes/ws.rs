@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
@@ -66,8 +67,14 @@ pub(super) async fn upgrade(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(params): ApiQuery<WsParams>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|e| {
+        ApiError::WebSocketRequired(format!(
+            "this route takes a websocket upgrade: {}",
+            e.body_text()
+        ))
+    })?;
     let _ = &params.api_key; // read by the auth extractor
     let pattern = params.ty.as_deref().map(parse_pattern).transpose()?;
     let max_unacked = match params.max_unacked {

@@ -3,6 +3,8 @@
 
 mod admin;
 mod auth;
+mod connections;
+mod edge;
 mod events;
 mod groups;
 mod jobs;
