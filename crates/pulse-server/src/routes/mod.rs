@@ -38,6 +38,8 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/v1/subscriptions/{id}", delete(subscriptions::remove))
         .route("/v1/groups", get(groups::list))
+        .route("/v1/groups/{group}/ack", post(stream::ack))
+        .route("/v1/groups/{group}/nack", post(stream::nack))
         .route("/v1/dlq", get(dlq::list))
         .route("/v1/dlq/{id}/redrive", post(dlq::redrive))
         .route("/v1/aggregates", get(aggregates::query))
