@@ -68,7 +68,8 @@ pub(crate) type Groups = HashMap<String, Group>;
 
 impl Shared {
     /// Stores the attempt counts of failed deliveries before the caller answers, so a
-    /// nack that returned is counted after a restart.
+    /// nack that returned is counted after a restart. Appends waiting meanwhile share the
+    /// transaction, so a burst of failures costs one commit, not one each.
     async fn store_failures(
         &self,
         name: &str,
@@ -208,7 +209,11 @@ impl Shared {
         };
         match effect {
             NackEffect::Redeliver => {
-                self.store_failures(name, failures).await?;
+                // The redelivery is decided in memory either way; a failed store only
+                // means this attempt is not counted after a restart.
+                if let Err(err) = self.store_failures(name, failures).await {
+                    tracing::error!(group = name, %err, "cannot store attempt counts");
+                }
                 Ok(NackOutcome::Redeliver)
             }
             NackEffect::DeadLetter(draft) => self
