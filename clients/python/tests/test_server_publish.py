@@ -105,3 +105,40 @@ async def test_memory_events_have_no_offset_and_reach_live_subscribers(make_serv
         assert [e async for e in bus.events("debug.>")] == []  # never stored
         await bus.close()
         await runner
+
+
+async def test_a_slow_subscriber_counts_the_memory_events_it_missed(make_server: ServerFactory) -> None:
+    server = await make_server('[[durability]]\npattern = "debug.>"\nmode = "memory"\n')
+    release = asyncio.Event()
+    received = 0
+
+    async def slow(event: Event) -> None:
+        nonlocal received
+        await release.wait()  # holds the subscription back until everything is published
+        received += 1
+
+    async with EventBus(server.url) as bus:
+        sub = bus.subscribe("debug.>", slow, start="latest", max_unacked=10)
+        runner = asyncio.create_task(bus.run())
+        await asyncio.wait_for(sub.wait_connected(), 30)
+        # The server registers the connection just after the handshake: publish until the
+        # first memory event reaches the subscription, then count from there.
+        probes = 0
+        while sub.stats.delivered == 0:
+            await bus.publish(Event(type="debug.probe", data=probes))
+            probes += 1
+            await asyncio.sleep(0.05)
+        pad = "x" * 1000
+        published = 40_000
+        for start in range(0, published, 500):
+            batch = [Event(type="debug.trace", data={"i": i, "pad": pad}) for i in range(start, start + 500)]
+            await bus.publish_batch(batch)
+        release.set()
+        # Probes sent after the first delivered one may have been delivered or missed too.
+        await eventually(
+            lambda: published <= received + sub.stats.missed <= published + probes,
+            "every memory event received or reported missed",
+        )
+        assert sub.stats.missed > 0, "the slow subscriber fell behind"
+        await bus.close()
+        await runner

@@ -11,7 +11,14 @@
 //!   that one is acknowledged or dead-lettered: ordering per subject, concurrency across;
 //! - the committed offset is the highest offset below which nothing is pending, and only
 //!   grows; a redriven dead letter is tracked apart, since it lies below the committed
-//!   offset and is kept in the dead-letter store until it is acknowledged.
+//!   offset and is kept in the dead-letter store until it is acknowledged;
+//! - a durable backend keeps attempt counts across restarts with
+//!   [`GroupState::track_failures`]: every failed delivery that is redelivered (nack or
+//!   ack-wait expiry) is reported once by [`GroupState::take_failures`] for the backend to
+//!   store, and [`GroupState::restore_failures`] seeds the counts after a restart, so
+//!   `max_deliver` counts deliveries, not deliveries since the process started. Only
+//!   failures are stored, never fetches: a delivery in flight when the process stops is
+//!   not counted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -66,6 +73,17 @@ pub struct DeadLetterDraft {
     pub existing_id: Option<u64>,
 }
 
+/// The failed deliveries of one event so far, as a durable backend stores them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailedAttempts {
+    /// The event's offset.
+    pub offset: u64,
+    /// Deliveries made and failed (nacked or expired).
+    pub attempts: u32,
+    /// When the first delivery failed.
+    pub first_failure: DateTime<Utc>,
+}
+
 /// What an ack settled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AckEffect {
@@ -100,6 +118,10 @@ pub struct GroupState {
     in_flight: BTreeSet<(Instant, u64)>,
     subjects: HashMap<String, VecDeque<u64>>,
     redriven: usize,
+    /// Attempt counts stored before a restart, taken when their event is admitted again.
+    restored: HashMap<u64, FailedAttempts>,
+    /// Failures not yet handed to the backend; `None` unless it tracks them.
+    failures: Option<Vec<FailedAttempts>>,
 }
 
 impl GroupState {
@@ -116,7 +138,37 @@ impl GroupState {
             in_flight: BTreeSet::new(),
             subjects: HashMap::new(),
             redriven: 0,
+            restored: HashMap::new(),
+            failures: None,
         }
+    }
+
+    /// Starts reporting failed deliveries through [`take_failures`](Self::take_failures),
+    /// for a backend that stores attempt counts.
+    pub fn track_failures(&mut self) {
+        self.failures.get_or_insert_with(Vec::new);
+    }
+
+    /// The failed deliveries since the last call, each with the event's count so far;
+    /// empty unless [`track_failures`](Self::track_failures) was called.
+    pub fn take_failures(&mut self) -> Vec<FailedAttempts> {
+        self.failures
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Seeds the attempt counts stored before a restart: an event admitted again starts
+    /// from its stored count instead of 0. Counts at or below the committed offset are
+    /// settled and ignored.
+    pub fn restore_failures(&mut self, stored: impl IntoIterator<Item = FailedAttempts>) {
+        let committed = self.committed;
+        self.restored.extend(
+            stored
+                .into_iter()
+                .filter(|f| f.offset > committed)
+                .map(|f| (f.offset, f)),
+        );
     }
 
     /// The group's name.
@@ -182,16 +234,21 @@ impl GroupState {
                 }
                 None => State::Ready,
             };
+            let prior = self.restored.remove(&offset);
             self.insert(Entry {
                 event,
-                attempts: 0,
+                attempts: prior.as_ref().map_or(0, |p| p.attempts),
                 state,
-                first_failure: None,
+                first_failure: prior.map(|p| p.first_failure),
                 last_error: None,
                 dead_letter: None,
             });
         }
         self.scanned = self.scanned.max(scanned_to);
+        if !self.restored.is_empty() {
+            let scanned = self.scanned;
+            self.restored.retain(|&offset, _| offset > scanned);
+        }
         self.advance_committed();
     }
 
@@ -305,9 +362,18 @@ impl GroupState {
         let Some(entry) = self.entries.get_mut(&offset) else {
             return NackEffect::Redeliver;
         };
-        entry.first_failure.get_or_insert(wall);
+        let first_failure = *entry.first_failure.get_or_insert(wall);
         entry.last_error = Some(error.to_owned());
         if entry.attempts < max_deliver {
+            // A redriven dead letter lies below the committed offset: its count lives in
+            // the dead-letter store, not among the group's attempts.
+            if let (Some(failures), None) = (&mut self.failures, entry.dead_letter) {
+                failures.push(FailedAttempts {
+                    offset,
+                    attempts: entry.attempts,
+                    first_failure,
+                });
+            }
             let state = if delay.is_zero() {
                 State::Ready
             } else {
@@ -317,7 +383,6 @@ impl GroupState {
             return NackEffect::Redeliver;
         }
         let attempts = entry.attempts;
-        let first_failure = entry.first_failure.unwrap_or(wall);
         let Some(entry) = self.settle(offset) else {
             return NackEffect::Redeliver;
         };
@@ -544,6 +609,50 @@ mod tests {
         assert_eq!(offsets(&d), vec![1]);
         assert_eq!(g.ack(1), AckEffect::ResolvedDeadLetter(9));
         assert_eq!(g.info().pending, 0);
+    }
+
+    #[test]
+    fn tracked_failures_are_reported_and_restored_counts_continue() {
+        let mut g = group(3);
+        g.track_failures();
+        g.admit(vec![stored(1, "a.x", None), stored(2, "a.x", None)], 2);
+        let t0 = Instant::now();
+        g.take_due(t0, 10);
+        assert!(g.take_failures().is_empty(), "a fetch is not a failure");
+        g.nack(1, Duration::ZERO, "boom", t0).unwrap();
+        let failures = g.take_failures();
+        assert_eq!(
+            failures
+                .iter()
+                .map(|f| (f.offset, f.attempts))
+                .collect::<Vec<_>>(),
+            vec![(1, 1)]
+        );
+        assert!(g.take_failures().is_empty(), "reported once");
+
+        // After a restart: the stored count continues, and max_deliver counts it.
+        let mut config = g.config().clone();
+        config.ack_wait = Duration::from_secs(10);
+        let mut again = GroupState::new("g", config, 0);
+        let mut stored_count = failures[0].clone();
+        stored_count.attempts = 2;
+        again.restore_failures(vec![stored_count]);
+        again.admit(vec![stored(1, "a.x", None), stored(2, "a.x", None)], 2);
+        let (d, _) = again.take_due(t0, 10);
+        assert_eq!(
+            d.iter()
+                .map(|d| (d.event.offset, d.attempt))
+                .collect::<Vec<_>>(),
+            vec![(1, 3), (2, 1)]
+        );
+        let NackEffect::DeadLetter(draft) = again.nack(1, Duration::ZERO, "x", t0).unwrap() else {
+            panic!("the third attempt of three dead-letters");
+        };
+        assert_eq!(
+            (draft.attempts, draft.first_failure),
+            (3, failures[0].first_failure)
+        );
+        assert!(again.take_failures().is_empty(), "untracked");
     }
 
     #[test]

@@ -2,10 +2,17 @@
 //! without a consumer group.
 //!
 //! Memory events never touch the log: they go through one bounded broadcast channel to
-//! every live subscriber whose pattern matches (at most once — a subscriber that falls
-//! more than the channel's capacity behind misses events, counted in
-//! `pulse_live_events_dropped_total`). A [`Tail`] merges them with persistent events read
-//! from the log after an offset, so SSE and WebSocket streams see both.
+//! every live subscriber whose pattern matches (at most once). A subscriber that falls
+//! more than the channel's capacity behind misses events; it is told, as NATS tells a
+//! slow consumer: its stream gets an [`Item::Missed`] with the number skipped, which SSE
+//! and WebSocket write as a `missed` frame (and `pulse_live_events_dropped_total` counts
+//! them). The channel cannot tell which skipped events matched the subscriber's pattern,
+//! so the number counts memory events of every type. A [`Tail`] merges memory events
+//! with persistent events read from the log after an offset (those are never skipped), so
+//! SSE and WebSocket streams see both.
+//!
+//! [`Live`] also carries settlements: an ack or nack made over HTTP for a consumer group
+//! reaches the SSE stream that holds the delivery, so the stream makes room for more.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,19 +24,34 @@ use tokio::sync::{broadcast, watch};
 use crate::metrics::LIVE_DROPPED;
 
 const CAPACITY: usize = 8192;
+/// Settlements waiting for slow streams; a stream that misses some frees the room when
+/// the deliveries' ack wait runs out instead.
+const SETTLED_CAPACITY: usize = 1024;
 
-/// The sending side of the memory channel.
+/// The sending side of the memory channel, and of group settlements.
 #[derive(Clone)]
 pub struct Live {
     tx: broadcast::Sender<Arc<Event>>,
+    settled: broadcast::Sender<Arc<Settled>>,
 }
 
 impl Default for Live {
     fn default() -> Self {
         Self {
             tx: broadcast::channel(CAPACITY).0,
+            settled: broadcast::channel(SETTLED_CAPACITY).0,
         }
     }
+}
+
+/// Deliveries of a group acknowledged or nacked by a client, outside the stream that
+/// delivered them.
+#[derive(Debug)]
+pub struct Settled {
+    /// The group.
+    pub group: String,
+    /// The settled offsets.
+    pub offsets: Vec<u64>,
 }
 
 impl Live {
@@ -45,6 +67,29 @@ impl Live {
             rx: self.tx.subscribe(),
         }
     }
+
+    /// Tells the streams of `group` that these deliveries are settled.
+    pub fn settle(&self, group: &str, offsets: Vec<u64>) {
+        // No stream listening is not an error.
+        let _ = self.settled.send(Arc::new(Settled {
+            group: group.to_owned(),
+            offsets,
+        }));
+    }
+
+    /// A new receiver of settlements.
+    pub fn settlements(&self) -> broadcast::Receiver<Arc<Settled>> {
+        self.settled.subscribe()
+    }
+}
+
+/// What a [`LiveReceiver`] hands out.
+#[derive(Clone, Debug)]
+pub enum Received {
+    /// A memory event matching the pattern.
+    Event(Arc<Event>),
+    /// The receiver fell behind: this many memory events (of any type) were skipped.
+    Missed(u64),
 }
 
 /// Receives memory events, counting what it missed.
@@ -53,14 +98,16 @@ pub struct LiveReceiver {
 }
 
 impl LiveReceiver {
-    /// The next memory event matching `pattern`; pends while there is none.
-    pub async fn recv(&mut self, pattern: &Pattern) -> Arc<Event> {
+    /// The next memory event matching `pattern`, or how many were skipped because this
+    /// receiver fell behind; pends while there is neither. Cancel-safe.
+    pub async fn recv(&mut self, pattern: &Pattern) -> Received {
         loop {
             match self.rx.recv().await {
-                Ok(e) if pattern.matches(&e.ty) => return e,
+                Ok(e) if pattern.matches(&e.ty) => return Received::Event(e),
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     metrics::counter!(LIVE_DROPPED).increment(n);
+                    return Received::Missed(n);
                 }
                 // The sender lives in the server state; pend rather than spin if it is gone.
                 Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
@@ -79,6 +126,18 @@ pub enum Item {
     Stored(StoredEvent),
     /// A memory event (no offset).
     Memory(Arc<Event>),
+    /// The subscriber fell behind the memory channel: this many memory events (of any
+    /// type) were skipped.
+    Missed(u64),
+}
+
+impl From<Received> for Item {
+    fn from(received: Received) -> Self {
+        match received {
+            Received::Event(e) => Item::Memory(e),
+            Received::Missed(n) => Item::Missed(n),
+        }
+    }
 }
 
 /// Persistent events after an offset, then live ones, plus memory events, for one pattern.
@@ -151,7 +210,7 @@ impl Tail {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
-                event = self.memory.recv(&self.pattern) => self.ready.push_back(Item::Memory(event)),
+                received = self.memory.recv(&self.pattern) => self.ready.push_back(received.into()),
             }
         }
     }

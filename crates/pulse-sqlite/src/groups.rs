@@ -8,11 +8,13 @@
 //! after a restart from the committed offset, so that nothing acknowledged is skipped.
 //!
 //! A dead letter must be on disk before the committed offset passes its event: until
-//! its row is stored, the position written for the group stays below it.
+//! its row is stored, the position written for the group stays below it. The attempt
+//! count of a failed delivery is stored when it fails (module `attempts`), so
+//! `max_deliver` counts across restarts.
 
 use std::collections::{BTreeSet, HashMap};
 
-use pulse_core::group::{AckEffect, DeadLetterDraft, GroupState, NackEffect};
+use pulse_core::group::{AckEffect, DeadLetterDraft, FailedAttempts, GroupState, NackEffect};
 use pulse_core::{
     log::check_group_pattern, log::validate_group_name, Delivery, GroupConfig, GroupInfo, LogError,
     NackOutcome, Pattern, StartPosition, StoredEvent,
@@ -20,6 +22,7 @@ use pulse_core::{
 use rusqlite::Connection;
 use tokio::time::Instant;
 
+use crate::attempts;
 use crate::codec::{decode, COLUMNS};
 use crate::dead_letters;
 use crate::error::sqlite_error;
@@ -40,7 +43,8 @@ pub(crate) struct Group {
 }
 
 impl Group {
-    pub(crate) fn new(state: GroupState) -> Self {
+    pub(crate) fn new(mut state: GroupState) -> Self {
+        state.track_failures();
         let marked = state.committed();
         Self {
             state,
@@ -63,6 +67,25 @@ impl Group {
 pub(crate) type Groups = HashMap<String, Group>;
 
 impl Shared {
+    /// Stores the attempt counts of failed deliveries before the caller answers, so a
+    /// nack that returned is counted after a restart. Appends waiting meanwhile share the
+    /// transaction, so a burst of failures costs one commit, not one each.
+    async fn store_failures(
+        &self,
+        name: &str,
+        failures: Vec<FailedAttempts>,
+    ) -> Result<(), LogError> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let group = name.to_owned();
+        self.write(Box::new(move |conn| {
+            attempts::store(conn, &group, &failures)
+        }))
+        .await
+        .map(|_| ())
+    }
+
     fn mark(&self, name: &str, group: &mut Group) {
         let committed = group.durable_committed();
         if committed > group.marked {
@@ -150,7 +173,7 @@ impl Shared {
             }
             _ => None,
         };
-        let (deliveries, drafts) = {
+        let (deliveries, drafts, failures) = {
             let mut groups = self.groups.lock();
             let group = get_mut(&mut groups, name)?;
             if let Some((events, scanned_to)) = admitted {
@@ -163,8 +186,12 @@ impl Shared {
                 }
             }
             self.mark(name, group);
-            (deliveries, drafts)
+            (deliveries, drafts, group.state.take_failures())
         };
+        // Expired deliveries: the handed-out events are not held back by a failed store.
+        if let Err(err) = self.store_failures(name, failures).await {
+            tracing::error!(group = name, %err, "cannot store attempt counts");
+        }
         for draft in drafts {
             // The deliveries were handed out already; a failed store keeps the position
             // below the event, so it comes back after a restart.
@@ -201,7 +228,7 @@ impl Shared {
         delay: std::time::Duration,
         error: &str,
     ) -> Result<NackOutcome, LogError> {
-        let effect = {
+        let (effect, failures) = {
             let mut groups = self.groups.lock();
             let group = get_mut(&mut groups, name)?;
             let effect = group.state.nack(offset, delay, error, Instant::now())?;
@@ -210,10 +237,17 @@ impl Shared {
                     group.unstored.insert(draft.event.offset);
                 }
             }
-            effect
+            (effect, group.state.take_failures())
         };
         match effect {
-            NackEffect::Redeliver => Ok(NackOutcome::Redeliver),
+            NackEffect::Redeliver => {
+                // The redelivery is decided in memory either way; a failed store only
+                // means this attempt is not counted after a restart.
+                if let Err(err) = self.store_failures(name, failures).await {
+                    tracing::error!(group = name, %err, "cannot store attempt counts");
+                }
+                Ok(NackOutcome::Redeliver)
+            }
             NackEffect::DeadLetter(draft) => self
                 .store_dead_letter(name, *draft)
                 .await
@@ -369,8 +403,9 @@ fn upsert(
     .map_err(|e| sqlite_error("cannot read a consumer group", e))
 }
 
-/// Rebuilds every group from disk: its configuration, its committed offset, and the
-/// dead letters that were redriven but not acknowledged before the restart.
+/// Rebuilds every group from disk: its configuration, its committed offset, the attempt
+/// counts of its failed pending deliveries, and the dead letters that were redriven but
+/// not acknowledged before the restart.
 pub(crate) fn restore(conn: &Connection) -> Result<Groups, LogError> {
     let mut stmt = conn
         .prepare(
@@ -406,7 +441,9 @@ pub(crate) fn restore(conn: &Connection) -> Result<Groups, LogError> {
         };
         config.max_deliver = max_deliver.max(1);
         config.ack_wait = std::time::Duration::from_millis(ack_wait_ms.max(0) as u64);
-        let state = GroupState::new(name.clone(), config, committed.max(0) as u64);
+        let committed = committed.max(0) as u64;
+        let mut state = GroupState::new(name.clone(), config, committed);
+        state.restore_failures(attempts::restore(conn, &name, committed)?);
         groups.insert(name, Group::new(state));
     }
     for letter in dead_letters::redriven(conn)? {

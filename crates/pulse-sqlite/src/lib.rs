@@ -16,6 +16,7 @@
 //! - **versioned schema** (module `schema`): a file that is not a Pulse log, is corrupt,
 //!   or comes from a newer Pulse is refused and never modified.
 
+mod attempts;
 mod checkpoint;
 mod codec;
 mod dead_letters;

@@ -361,6 +361,7 @@ impl Writer {
                 update
                     .execute(rusqlite::params![group, *offset as i64])
                     .map_err(|e| sqlite_error("cannot commit a group position", e))?;
+                crate::attempts::settle(&tx, group, *offset)?;
             }
         }
         tx.commit()

@@ -14,6 +14,10 @@ Deliveries run through an `OrderedScheduler` keyed by subject, so one subject is
 strictly in order while different subjects run concurrently. A delivery that was queued
 on a connection that has since dropped is not handled from there in group mode: the
 group may hand it to another consumer, and it comes back on the next connection anyway.
+
+Memory-durability events are at most once: a subscription that falls behind them (its
+handlers slower than the publishers) misses some, and the server says how many in a
+`missed` frame, counted in `SubscriptionStats.missed` and logged as a warning.
 """
 
 from __future__ import annotations
@@ -71,6 +75,9 @@ class SubscriptionStats:
     duplicates_skipped: int = 0
     #: Connections opened after the first one.
     reconnects: int = 0
+    #: Memory events the server skipped because this subscription fell behind them (at
+    #: most once: they are gone). Events received plus missed is what was published.
+    missed: int = 0
 
 
 class _Connection:
@@ -309,6 +316,14 @@ class Subscription:
             if isinstance(err, _FATAL):
                 raise err
             logger.warning("server reported an error on subscription %s: %s", self.pattern, err)
+            return False
+        if kind == "missed":
+            missed = frame.get("missed")
+            if isinstance(missed, int) and not isinstance(missed, bool) and missed > 0:
+                self.stats.missed += missed
+                logger.warning(
+                    "subscription %s fell behind and missed %d memory events", self.pattern, missed
+                )
             return False
         if kind != "event":
             logger.debug("ignoring a WebSocket frame of kind %r", kind)

@@ -14,17 +14,21 @@ use serde_json::{json, Value};
 
 use crate::support::{nats_log, server_url, unique, DropNatsLog, Server};
 
-/// Reads a group's SSE stream from `base`, recording the offset of every event.
+/// Reads a group's SSE stream from `base`, recording the offset of every event and
+/// acknowledging it to the same instance.
 fn consume(
     base: &str,
     seen: Arc<Mutex<HashMap<u64, Vec<usize>>>>,
     who: usize,
 ) -> tokio::task::JoinHandle<()> {
     let url = format!("{base}/v1/stream?type=health.%3E&group=cluster");
+    let base = base.to_owned();
     tokio::spawn(async move {
         let Ok(response) = reqwest::get(url).await else {
             return;
         };
+        let client = reqwest::Client::new();
+        let ack_url = format!("{base}/v1/groups/cluster/ack");
         let mut body = response.bytes_stream();
         let mut text = String::new();
         while let Some(Ok(chunk)) = body.next().await {
@@ -37,6 +41,14 @@ fn consume(
                     .and_then(|id| id.trim().parse::<u64>().ok());
                 if let Some(offset) = offset {
                     seen.lock().entry(offset).or_default().push(who);
+                    let acked = client
+                        .post(&ack_url)
+                        .json(&json!({ "offsets": [offset] }))
+                        .send()
+                        .await;
+                    if !acked.is_ok_and(|r| r.status() == 204) {
+                        return; // the instance is gone
+                    }
                 }
             }
         }

@@ -65,7 +65,8 @@ async fn sigterm_drains_commits_offsets_and_exits_zero() {
         .unwrap();
     assert_eq!(resp.status(), 202);
 
-    // An SSE group subscription acknowledges what it wrote; keep it open during SIGTERM.
+    // An SSE group subscription, whose reader acknowledges what it got; keep it open
+    // during SIGTERM.
     let stream = reqwest::get(format!("{base}/v1/stream?type=health.%3E&group=drain"))
         .await
         .unwrap();
@@ -79,6 +80,13 @@ async fn sigterm_drains_commits_offsets_and_exits_zero() {
             .unwrap();
         text.push_str(std::str::from_utf8(&chunk).unwrap());
     }
+    let acked = reqwest::Client::new()
+        .post(format!("{base}/v1/groups/drain/ack"))
+        .json(&json!({"offsets": [1, 2, 3, 4, 5]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(acked.status(), 204);
     for _ in 0..500 {
         let groups: Value = reqwest::get(format!("{base}/v1/groups"))
             .await

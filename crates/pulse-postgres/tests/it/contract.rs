@@ -15,3 +15,14 @@ async fn resumes_after_reopen() {
     options.instance = Some("node-1".into());
     pulse_core::contract::resumes_after_reopen(|| schema.open_with(options.clone())).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_survive_reopen() {
+    let Some(url) = support::url("attempts_survive_reopen") else {
+        return;
+    };
+    let schema = Schema::new(url, "attempts");
+    let mut options = schema.options();
+    options.instance = Some("node-1".into());
+    pulse_core::contract::attempts_survive_reopen(|| schema.open_with(options.clone())).await;
+}

@@ -1,5 +1,5 @@
 //! `GET /v1/groups`: consumer groups with committed offset and lag; `PUT
-//! /v1/groups/{name}`: change a group's pattern (both admin right).
+//! /v1/groups/{group}`: change a group's pattern (both admin right).
 //!
 //! A group's pattern is part of the group: subscribers join with it or get a 409, so that
 //! no subscribe key can re-point a group at other types. Changing it is this explicit
@@ -64,7 +64,7 @@ pub(super) async fn list(
     Ok(Json(json!({ "groups": groups })))
 }
 
-/// Body of `PUT /v1/groups/{name}`.
+/// Body of `PUT /v1/groups/{group}`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct GroupUpdate {

@@ -5,7 +5,9 @@
 //! When the connection ends, its outstanding deliveries are nacked without delay so
 //! another member (or the same client, reconnected) gets them at once instead of after
 //! the group's ack wait. Without a group it is a live tail; acks are accepted and ignored.
-//! Memory events reach every matching connection, group or not, with `"offset":null`.
+//! Memory events reach every matching connection, group or not, with `"offset":null`; a
+//! connection that fell behind them gets `{"kind":"missed","missed":N}` with the number
+//! of memory events it skipped (see [`crate::live`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use serde_json::{json, Value};
 use super::{parse_pattern, ApiQuery};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::live::{Item, Tail};
+use crate::live::{Item, Received, Tail};
 use crate::metrics::{DeliveryMetrics, Transport};
 use crate::state::AppState;
 use crate::subscribe::{resolve, Target};
@@ -128,6 +130,14 @@ fn event_frame(
     Message::Text(frame.to_string().into())
 }
 
+fn missed_frame(missed: u64) -> Message {
+    Message::Text(
+        json!({"kind": "missed", "missed": missed})
+            .to_string()
+            .into(),
+    )
+}
+
 fn error_frame(err: &ApiError) -> Message {
     let mut body = err.body();
     if let Value::Object(map) = &mut body {
@@ -186,6 +196,7 @@ async fn run_tail(
                     let frame = match &item {
                         Item::Stored(s) => event_frame(&metrics, Some(s.offset), 1, &s.event),
                         Item::Memory(e) => event_frame(&metrics, None, 1, e),
+                        Item::Missed(n) => missed_frame(*n),
                     };
                     tx.feed(frame).await?;
                 }
@@ -285,7 +296,10 @@ impl GroupSession {
                     }
                 }
                 _ = appends.changed(), if room > 0 => {}
-                event = memory.recv(&self.pattern) => tx.send(event_frame(&self.metrics, None, 1, &event)).await?,
+                received = memory.recv(&self.pattern) => tx.send(match received {
+                    Received::Event(event) => event_frame(&self.metrics, None, 1, &event),
+                    Received::Missed(n) => missed_frame(n),
+                }).await?,
                 () = tokio::time::sleep(REDELIVERY_CHECK), if room > 0 => {}
             }
         }

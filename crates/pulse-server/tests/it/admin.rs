@@ -108,7 +108,7 @@ async fn operations_endpoints() {
         "/v1/subscriptions",
         "/v1/subscriptions/{id}",
         "/v1/groups",
-        "/v1/groups/{name}",
+        "/v1/groups/{group}",
         "/v1/dlq",
         "/v1/dlq/{id}/redrive",
         "/v1/aggregates",

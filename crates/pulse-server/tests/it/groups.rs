@@ -1,7 +1,7 @@
 //! Consumer groups and rights: a group's pattern is part of the group, so a key that may
 //! subscribe to other types cannot join it with its own pattern and take its deliveries
 //! (SSE, WebSocket, webhooks); an administrator changes the pattern with
-//! `PUT /v1/groups/{name}`.
+//! `PUT /v1/groups/{group}`.
 
 use serde_json::{json, Value};
 

@@ -281,3 +281,59 @@ async fn configured_webhooks_deliver_and_cannot_be_deleted() {
     handle.abort();
     server.stop().await;
 }
+
+/// Opens the SQLite log in `dir` and a server on it that keeps its webhooks there too.
+async fn start_on_sqlite(dir: &std::path::Path) -> (TestServer, Arc<pulse_sqlite::SqliteLog>) {
+    let log = Arc::new(pulse_sqlite::SqliteLog::open(dir).await.unwrap());
+    let server = TestServer::start_with(
+        "",
+        log.clone() as Arc<dyn pulse_core::EventLog>,
+        Some(dir.to_owned()),
+    )
+    .await;
+    (server, log)
+}
+
+/// Stops the server and closes its log, as a process exit does.
+async fn stop_on_sqlite(server: TestServer, log: Arc<pulse_sqlite::SqliteLog>) {
+    server.stop().await;
+    log.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn max_deliver_counts_attempts_across_server_restarts() {
+    let receiver = Receiver::new(StatusCode::INTERNAL_SERVER_ERROR);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = receiver.serve(listener);
+    let dir = tempfile::tempdir().unwrap();
+    let (server, log) = start_on_sqlite(dir.path()).await;
+    // An hour between attempts: only a restart brings the event back sooner.
+    let (s, body) = subscribe(
+        &server,
+        json!({"pattern": "a.>", "group": "hook-restart", "url": format!("http://127.0.0.1:{port}/hook"),
+               "max_deliver": 3, "backoff_ms": [3_600_000]}),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    publish(&server, vec![event("rs-1", "a.b", json!(1))]).await;
+    eventually(10, || async { (receiver.ids().len() == 1).then_some(()) }).await;
+    stop_on_sqlite(server, log).await;
+
+    // Attempt 2 after the first restart, attempt 3 after the second: dead-lettered.
+    let (server, log) = start_on_sqlite(dir.path()).await;
+    eventually(10, || async { (receiver.ids().len() == 2).then_some(()) }).await;
+    stop_on_sqlite(server, log).await;
+    let (server, log) = start_on_sqlite(dir.path()).await;
+    let letters = eventually(10, || async {
+        let (_, body) = get(&server.url("/v1/dlq?group=hook-restart"), None).await;
+        let letters = body["dead_letters"].as_array()?.clone();
+        (!letters.is_empty()).then_some(letters)
+    })
+    .await;
+    assert_eq!(receiver.ids(), vec!["rs-1"; 3], "three attempts in all");
+    assert_eq!(letters[0]["attempts"], 3, "{}", letters[0]);
+    assert_eq!(letters[0]["event"]["id"], "rs-1");
+    handle.abort();
+    stop_on_sqlite(server, log).await;
+}

@@ -187,3 +187,69 @@ async fn websocket_request_errors_are_http_errors() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn slow_tail_is_told_how_many_memory_events_it_missed() {
+    let config = "[[durability]]\npattern = \"debug.trace\"\nmode = \"memory\"\n";
+    let server = TestServer::start(config).await;
+    let mut ws = connect(&server.ws_url("/v1/ws?type=debug.>")).await;
+    // Wait until the tail is subscribed: a persistent event published now arrives.
+    let mut n = 0;
+    loop {
+        n += 1;
+        let probe = event(&format!("probe-{n}"), "debug.persist", json!(n));
+        let (s, _) = post(
+            &server.url("/v1/events"),
+            STRUCTURED,
+            probe.to_string(),
+            None,
+        )
+        .await;
+        assert_eq!(s, 202);
+        if let Ok(Some(Ok(Message::Text(_)))) =
+            tokio::time::timeout(Duration::from_millis(500), ws.next()).await
+        {
+            break;
+        }
+    }
+    const PUBLISHED: u64 = 40_000;
+    // The reader reads nothing while everything is published.
+    for batch in crate::stream::bulky_memory_events(PUBLISHED as usize) {
+        let (status, body) = post(
+            &server.url("/v1/events"),
+            BATCH,
+            Value::Array(batch).to_string(),
+            None,
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let (mut received, mut missed, mut missed_frames) = (0u64, 0u64, 0u64);
+    while received + missed < PUBLISHED {
+        let frame = next_json(&mut ws).await;
+        match frame["kind"].as_str() {
+            // A late probe (persistent, with an offset) is not one of the memory events.
+            Some("event") if frame["offset"].is_u64() => {}
+            Some("event") => {
+                assert_eq!(frame["event"]["type"], "debug.trace");
+                received += 1;
+            }
+            Some("missed") => {
+                missed += frame["missed"].as_u64().unwrap();
+                missed_frames += 1;
+            }
+            _ => panic!("unexpected frame {frame}"),
+        }
+    }
+    assert_eq!(
+        received + missed,
+        PUBLISHED,
+        "what was received and missed is what was published"
+    );
+    assert!(
+        missed_frames > 0 && missed > 0,
+        "the slow reader fell behind and was told"
+    );
+    drop(ws);
+    server.stop().await;
+}

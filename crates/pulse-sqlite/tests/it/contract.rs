@@ -17,3 +17,14 @@ async fn resumes_after_reopen() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    pulse_core::contract::attempts_survive_reopen(|| {
+        let path = path.clone();
+        async move { SqliteLog::open(&path).await.unwrap() }
+    })
+    .await;
+}
