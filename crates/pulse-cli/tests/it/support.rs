@@ -26,13 +26,26 @@ pub(crate) struct Server {
     /// The name the test gave it.
     pub(crate) name: String,
     stderr: PathBuf,
-    dir: tempfile::TempDir,
+    data_dir: PathBuf,
+    /// Holds its config, log lines and (unless the test gave one) data; removed on drop.
+    _dir: tempfile::TempDir,
 }
 
 impl Server {
     /// Starts `pulse serve` with `config` (TOML) and waits until it is healthy.
     pub(crate) async fn start(name: &str, config: &str) -> Self {
+        Self::launch(name, config, None).await
+    }
+
+    /// Starts `pulse serve` with `config` on the data directory `data_dir` (a log the test
+    /// made) and waits until it is healthy.
+    pub(crate) async fn start_on(name: &str, config: &str, data_dir: &std::path::Path) -> Self {
+        Self::launch(name, config, Some(data_dir.to_owned())).await
+    }
+
+    async fn launch(name: &str, config: &str, data_dir: Option<PathBuf>) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let data_dir = data_dir.unwrap_or_else(|| dir.path().join("data"));
         let config_path = dir.path().join("pulse.toml");
         std::fs::write(&config_path, config).unwrap();
         let stderr = dir.path().join("stderr.log");
@@ -42,7 +55,7 @@ impl Server {
             .arg("--config")
             .arg(&config_path)
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
+            .arg(&data_dir)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
@@ -54,7 +67,8 @@ impl Server {
             ws: format!("ws://127.0.0.1:{port}"),
             name: name.to_owned(),
             stderr,
-            dir,
+            data_dir,
+            _dir: dir,
         };
         for _ in 0..1500 {
             if let Ok(r) = reqwest::get(format!("{}/healthz", server.base)).await {
@@ -99,7 +113,7 @@ impl Server {
 
     /// The `--data-dir` it was started with (the SQLite log lives there).
     pub(crate) fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data_dir.clone()
     }
 }
 
