@@ -26,6 +26,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod jobs;
+mod listen;
 pub mod live;
 pub mod metrics;
 mod middleware;
@@ -38,4 +39,5 @@ pub mod webhook;
 
 pub use config::{Config, ConfigError};
 pub use error::ApiError;
+pub use listen::Listen;
 pub use server::{Server, ServerError, ServerOptions};
