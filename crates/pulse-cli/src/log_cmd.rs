@@ -213,16 +213,22 @@ fn event_line(stored: &StoredEvent) -> String {
 
 async fn stats(log: &SqliteLog, json: bool) -> anyhow::Result<()> {
     let stats = log.stats().await?;
-    let groups = log.groups().await?;
+    // Lag as the server reports it (`/v1/groups`, `pulse_consumer_lag_events`): only the
+    // events after the committed offset that the group's pattern matches.
+    let mut groups = Vec::new();
+    for g in log.groups().await? {
+        let lag = pulse_core::group_lag(log, &g).await?;
+        groups.push((g, lag));
+    }
     if json {
         let groups: Vec<_> = groups
             .iter()
-            .map(|g| {
+            .map(|(g, lag)| {
                 serde_json::json!({
                     "name": g.name,
                     "pattern": g.pattern.as_str(),
                     "committed": g.committed,
-                    "lag": stats.last_offset.saturating_sub(g.committed),
+                    "lag": lag.events,
                 })
             })
             .collect();
@@ -257,13 +263,14 @@ async fn stats(log: &SqliteLog, json: bool) -> anyhow::Result<()> {
     if groups.is_empty() {
         println!("groups         none");
     }
-    for g in groups {
+    for (g, lag) in groups {
         println!(
-            "group          {} ({}) committed {} lag {}",
+            "group          {} ({}) committed {} lag {}{}",
             g.name,
             g.pattern,
             g.committed,
-            stats.last_offset.saturating_sub(g.committed)
+            lag.events,
+            if lag.is_capped() { "+" } else { "" }
         );
     }
     Ok(())

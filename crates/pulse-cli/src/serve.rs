@@ -3,10 +3,11 @@
 //!
 //! Wires the configuration file and flags to `pulse_server`: flags (or their `PULSE_*`
 //! environment variables) win over the file's `[server]` table, which wins over the
-//! defaults (`./pulse-data`, `127.0.0.1:7400`). SIGTERM or ctrl-c drains the server,
-//! flushes group positions and closes the log; the exit code is then 0.
+//! defaults (`./pulse-data`, `127.0.0.1:7400`). The address is bound before anything
+//! else happens, so a busy port fails at once and leaves no data directory behind.
+//! SIGTERM or ctrl-c drains the server, flushes group positions and closes the log; the
+//! exit code is then 0.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use pulse_nats::{NatsLog, NatsOptions};
 use pulse_postgres::{PostgresLog, PostgresOptions};
 use pulse_server::config::LogBackend;
 use pulse_server::jobs::SharedJobs;
-use pulse_server::{Config, Server, ServerOptions};
+use pulse_server::{Config, Listen, Server, ServerOptions};
 use pulse_sqlite::{Retention, SqliteLog, SqliteOptions};
 
 const DEFAULT_DATA_DIR: &str = "./pulse-data";
@@ -42,12 +43,27 @@ pub(crate) struct ServeArgs {
     /// Where the event log and webhook subscriptions live [default: ./pulse-data].
     #[arg(long, env = "PULSE_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:7400].
-    #[arg(long, env = "PULSE_LISTEN")]
-    listen: Option<SocketAddr>,
+    /// Address to listen on, `host:port`: an IP address or a host name such as
+    /// `localhost` (port 0 picks a free port) [default: 127.0.0.1:7400].
+    #[arg(long, env = "PULSE_LISTEN", value_parser = parse_listen)]
+    listen: Option<String>,
     /// Log format.
     #[arg(long, env = "PULSE_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+}
+
+/// Accepts `host:port` with a numeric port; the host is resolved when it is bound.
+fn parse_listen(text: &str) -> Result<String, String> {
+    let port = text.rsplit_once(':').and_then(|(host, port)| {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        (!host.is_empty()).then_some(port)
+    });
+    match port.map(str::parse::<u16>) {
+        Some(Ok(_)) => Ok(text.to_owned()),
+        _ => Err(format!(
+            "{text:?} is not host:port, such as 127.0.0.1:7400 or localhost:7400"
+        )),
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -95,10 +111,10 @@ fn start(args: ServeArgs) -> anyhow::Result<()> {
         .data_dir
         .or_else(|| config.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-    let listen = match args.listen.or(config.listen) {
-        Some(addr) => addr,
-        None => DEFAULT_LISTEN.parse().context("default address")?,
-    };
+    let listen = args
+        .listen
+        .or_else(|| config.listen.map(|addr| addr.to_string()))
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -235,7 +251,12 @@ fn postgres_options(config: &Config) -> PostgresOptions {
     options
 }
 
-async fn serve(config: Config, data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
+async fn serve(config: Config, data_dir: PathBuf, listen: String) -> anyhow::Result<()> {
+    // Resolves a host name and tries each of its addresses, as `TcpListener::bind` does.
+    let listener = tokio::net::TcpListener::bind(listen.as_str())
+        .await
+        .and_then(|listener| listener.into_std())
+        .with_context(|| format!("cannot listen on {listen}"))?;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("failed to create data directory {}", data_dir.display()))?;
     // Before the log opens, so that what it records from the start reaches `/metrics`.
@@ -245,7 +266,7 @@ async fn serve(config: Config, data_dir: PathBuf, listen: SocketAddr) -> anyhow:
         config,
         opened.log(),
         ServerOptions {
-            listen,
+            listen: Listen::Bound(listener),
             data_dir: Some(data_dir),
             shared_jobs: opened.shared_jobs(),
         },
@@ -266,6 +287,28 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn listen_takes_host_names_and_needs_a_port() {
+        for ok in [
+            "127.0.0.1:7400",
+            "localhost:0",
+            "[::1]:7400",
+            "pulse.internal:80",
+        ] {
+            assert_eq!(parse_listen(ok).as_deref(), Ok(ok));
+        }
+        for bad in [
+            "localhost",
+            ":7400",
+            "localhost:",
+            "localhost:http",
+            "[::1]",
+            "1:99999",
+        ] {
+            assert!(parse_listen(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn postgres_gets_the_retention_of_the_config_file() {

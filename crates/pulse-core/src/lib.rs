@@ -12,6 +12,7 @@ mod error_chain;
 pub mod event;
 pub mod group;
 mod id;
+pub mod lag;
 pub mod log;
 pub mod memory;
 pub mod metrics;
@@ -22,6 +23,7 @@ pub use bus::{Bus, BusBuilder, BusError, PublishError, Published, SubscribeOptio
 pub use error_chain::error_chain;
 pub use event::{Event, EventError};
 pub use id::new_event_id;
+pub use lag::{group_lag, GroupLag};
 pub use log::{
     Appended, DeadLetter, Delivery, EventLog, GroupConfig, GroupInfo, LogError, NackOutcome,
     ReadQuery, StartPosition, StoredEvent,

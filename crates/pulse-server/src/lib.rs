@@ -27,6 +27,7 @@ pub mod config;
 mod connection;
 pub mod error;
 pub mod jobs;
+mod listen;
 pub mod live;
 pub mod metrics;
 mod middleware;
@@ -41,4 +42,5 @@ pub mod webhook;
 
 pub use config::{Config, ConfigError};
 pub use error::ApiError;
+pub use listen::Listen;
 pub use server::{Server, ServerError, ServerOptions};

@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, TlsConfig};
 use crate::connection::Connections;
 use crate::jobs::{Jobs, JobsError, SharedJobs};
+use crate::listen::Listen;
 use crate::live::Live;
 use crate::routes::router;
 use crate::state::AppState;
@@ -37,7 +38,9 @@ const LAG_REFRESH: Duration = Duration::from_secs(10);
 #[non_exhaustive]
 pub enum ServerError {
     /// The address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    // The I/O error is the source, not part of the message, so that a report of the
+    // whole chain names it once.
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -60,8 +63,8 @@ pub enum ServerError {
 
 /// What the server needs besides its configuration.
 pub struct ServerOptions {
-    /// Where to listen (port 0 picks a free port).
-    pub listen: SocketAddr,
+    /// Where to listen.
+    pub listen: Listen,
     /// Where webhook subscriptions (and, without `shared_jobs`, job state) are kept;
     /// `None` keeps subscriptions in memory only.
     pub data_dir: Option<PathBuf>,
@@ -86,13 +89,7 @@ impl Server {
         options: ServerOptions,
     ) -> Result<Self, ServerError> {
         let tls = config.tls.as_ref().map(load_tls).transpose()?;
-        let listener =
-            TcpListener::bind(options.listen)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: options.listen,
-                    source,
-                })?;
+        let listener = options.listen.bind().await?;
         // First, so the jobs' and webhook workers' series reach the recorder.
         let metrics = crate::metrics::install();
         let storage = StorageHealth::new(options.data_dir.clone());

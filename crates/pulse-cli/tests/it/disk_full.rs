@@ -106,7 +106,7 @@ async fn a_full_disk_is_507_and_not_ready_until_space_is_back() {
         println!("skipped a_full_disk_is_507_and_not_ready_until_space_is_back: cannot mount a tmpfs (needs root)");
         return;
     };
-    let server = Server::start_with_data_dir("full", "", Some(tmpfs.path.join("data"))).await;
+    let server = Server::start_on("full", "", &tmpfs.path.join("data")).await;
     let mut acknowledged = Vec::new();
     let first = batch(0);
     let (status, body) = publish(&server, &first).await;

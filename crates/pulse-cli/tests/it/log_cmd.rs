@@ -158,3 +158,64 @@ fn bad_input_is_one_line_and_exit_2() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("no event log"));
     assert!(!missing.exists(), "a read command creates nothing");
 }
+
+/// `log stats` counts a group's lag as the server does (`/v1/groups`,
+/// `pulse_consumer_lag_events`): the events after its committed offset that its pattern
+/// matches, not every later offset.
+#[tokio::test]
+async fn stats_lag_counts_only_events_the_group_receives() {
+    let dir = tempfile::tempdir().unwrap();
+    // 30 events, every 3rd a billing event; group `billing` handles the first 4 of its 10.
+    let log = SqliteLog::open(dir.path()).await.unwrap();
+    let events = (0..30)
+        .map(|i| {
+            let ty = if i % 3 == 0 {
+                "billing.paid"
+            } else {
+                "health.reading.hr"
+            };
+            Event::new(ty).with_subject(format!("s{i}"))
+        })
+        .collect();
+    log.append(events).await.unwrap();
+    let billing = GroupConfig::new(Pattern::parse("billing.>").unwrap());
+    log.ensure_group("billing", billing).await.unwrap();
+    let handled = log.fetch("billing", 4).await.unwrap();
+    let offsets: Vec<u64> = handled.iter().map(|d| d.event.offset).collect();
+    assert_eq!(offsets, vec![1, 4, 7, 10]);
+    log.ack("billing", &offsets).await.unwrap();
+    log.close().await.unwrap();
+
+    let stats = &stdout_lines(&pulse(dir.path(), &["log", "stats", "--json"]))[0];
+    let group = &stats["groups"][0];
+    assert_eq!(group["name"], "billing");
+    let committed = group["committed"].as_u64().unwrap();
+    assert!((10..13).contains(&committed), "{stats}");
+    assert_eq!(group["lag"], 6, "{stats}");
+    let text = pulse(dir.path(), &["log", "stats"]);
+    assert!(text.status.success());
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "group          billing (billing.>) committed {committed} lag 6\n"
+        )),
+        "{text}"
+    );
+
+    // The server on the same log says the same.
+    let server = crate::support::Server::start_on("lag", "", dir.path()).await;
+    let groups: serde_json::Value = reqwest::get(format!("{}/v1/groups", server.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(groups["groups"][0]["name"], "billing");
+    assert_eq!(groups["groups"][0]["lag_events"], 6, "{groups}");
+    let gauge = server
+        .metric("pulse_consumer_lag_events{group=\"billing\"}")
+        .await;
+    assert_eq!(gauge, Some(6.0));
+    let beside = &stdout_lines(&pulse(dir.path(), &["log", "stats", "--json"]))[0];
+    assert_eq!(beside["groups"][0]["lag"], 6, "{beside}");
+}

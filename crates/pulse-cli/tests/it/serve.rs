@@ -1,5 +1,6 @@
 //! `pulse serve` as a real process: SIGTERM drains it, commits group offsets and exits 0;
-//! a bad configuration exits 2 naming the key.
+//! a bad configuration exits 2 naming the key; `--listen` takes a host name; a busy port
+//! fails before anything is created.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -239,6 +240,65 @@ async fn keys_and_health_values_never_reach_the_log() {
             "{secret_text:?} reached the log:\n{stderr}"
         );
     }
+}
+
+#[tokio::test]
+async fn listen_takes_a_host_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_pulse"))
+        .args(["serve", "--listen", "localhost:0", "--log-format", "json"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Running(child);
+    // The log line names the port picked for `:0`; the rest of the log is read until the end
+    // so that the server never blocks on a full pipe.
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let Ok(line) = line else { break };
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if v["fields"]["message"] == "pulse serve listening" {
+                let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+    });
+    let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .expect("pulse serve says where it listens");
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    assert!(addr.ip().is_loopback(), "{addr}");
+    assert_ne!(addr.port(), 0);
+    wait_healthy(&format!("http://{addr}")).await;
+    let _ = child.0.kill();
+}
+
+#[test]
+fn a_busy_port_fails_at_once_saying_so_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let os_error = std::net::TcpListener::bind(addr).unwrap_err().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_pulse"))
+        .args(["serve", "--listen", &addr.to_string()])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&addr.to_string()), "{stderr}");
+    assert_eq!(stderr.matches(&os_error).count(), 1, "{stderr}");
+    assert!(!data.exists(), "no data directory is created");
 }
 
 fn event_with_bad_type() -> String {

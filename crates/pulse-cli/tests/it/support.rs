@@ -27,21 +27,23 @@ pub(crate) struct Server {
     pub(crate) name: String,
     stderr: PathBuf,
     data_dir: PathBuf,
+    /// Holds its config, log lines and (unless the test gave one) data; removed on drop.
     _dir: tempfile::TempDir,
 }
 
 impl Server {
     /// Starts `pulse serve` with `config` (TOML) and waits until it is healthy.
     pub(crate) async fn start(name: &str, config: &str) -> Self {
-        Self::start_with_data_dir(name, config, None).await
+        Self::launch(name, config, None).await
     }
 
-    /// Like [`start`](Self::start), with the data directory at `data_dir` when given.
-    pub(crate) async fn start_with_data_dir(
-        name: &str,
-        config: &str,
-        data_dir: Option<PathBuf>,
-    ) -> Self {
+    /// Starts `pulse serve` with `config` on the data directory `data_dir` (a log the test
+    /// made) and waits until it is healthy.
+    pub(crate) async fn start_on(name: &str, config: &str, data_dir: &std::path::Path) -> Self {
+        Self::launch(name, config, Some(data_dir.to_owned())).await
+    }
+
+    async fn launch(name: &str, config: &str, data_dir: Option<PathBuf>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = data_dir.unwrap_or_else(|| dir.path().join("data"));
         let config_path = dir.path().join("pulse.toml");
