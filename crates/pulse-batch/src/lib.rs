@@ -50,10 +50,11 @@ pub mod sketch;
 pub mod source;
 pub mod state;
 pub mod store;
+#[cfg(feature = "synth")]
 pub mod synth;
 pub mod table;
 pub mod time;
 pub mod window;
 
 pub use error::BatchError;
-pub use runner::{run, Job, Summary};
+pub use runner::{run, run_log, Job, LogJob, Summary};

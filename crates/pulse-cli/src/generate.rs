@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use chrono::NaiveDate;
-use pulse_batch::source::file::FileFormat;
+use pulse_batch::source::FileFormat;
 use pulse_batch::synth::{generate, GenConfig};
 use pulse_batch::time::days_from_civil;
 

@@ -19,16 +19,6 @@ pub(crate) fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
-pub(crate) fn append(path: &Path, text: &str) {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    f.write_all(text.as_bytes())
-        .unwrap_or_else(|e| panic!("append: {e}"));
-}
-
 pub(crate) fn job(input: &str, windows: &str, tz: &str, output: &str) -> Job {
     let input = Input::parse(input).unwrap_or_else(|e| panic!("{e}"));
     let output = Output::parse(output).unwrap_or_else(|e| panic!("{e}"));

@@ -321,7 +321,7 @@ proptest! {
 
 #[test]
 fn two_workers_give_the_same_rows_as_one() {
-    use pulse_batch::source::file::FileFormat;
+    use pulse_batch::source::FileFormat;
     use pulse_batch::synth::{generate, GenConfig};
     let dir = tmp();
     let input = path(&dir, "big.csv");

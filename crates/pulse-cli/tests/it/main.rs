@@ -2,6 +2,7 @@
 
 mod aggregate_cli;
 mod aggregate_postgres;
+mod job_metrics;
 mod log_cmd;
 mod nats_instances;
 mod postgres_instances;

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use pulse_batch::rejects::RejectLog;
-use pulse_batch::source::log::{run_log, LogJob};
 use pulse_batch::store::{contract, AggregateQuery, AggregateStore};
 use pulse_batch::window::WindowSet;
+use pulse_batch::{run_log, LogJob};
 use pulse_core::{Event, EventLog, Pattern};
 use pulse_nats::{NatsLog, NatsOptions};
 

@@ -6,17 +6,19 @@ use std::sync::Arc;
 
 use pulse_batch::aggregator::Aggregator;
 use pulse_batch::rejects::RejectLog;
-use pulse_batch::sink::local::LocalStore;
-use pulse_batch::sink::sqlite::StateStore;
-use pulse_batch::source::log::{aggregate_event, run_log, LogJob};
+use pulse_batch::source::log::aggregate_event;
+use pulse_batch::store::StateStore;
 use pulse_batch::table::AggTable;
 use pulse_batch::window::WindowSet;
+use pulse_batch::{run_log, LogJob};
 use pulse_core::memory::MemoryLog;
 use pulse_core::{Event, EventLog, Pattern, ReadQuery};
+use pulse_sqlite::batch::SqliteState;
+use pulse_sqlite::LocalStore;
 use rusqlite::Connection;
 use serde_json::json;
 
-use crate::common::*;
+use super::common::*;
 
 fn reading(user: &str, value: f64, at: &str) -> serde_json::Value {
     json!({"user_id": user, "metric": "heart_rate", "value": value, "unit": "bpm", "recorded_at": at})
@@ -53,10 +55,11 @@ fn totals(db: &std::path::Path) -> Vec<(String, i64, f64)> {
 }
 
 fn checkpoint(db: &std::path::Path) -> Option<String> {
-    let store = StateStore::open(db).unwrap_or_else(|e| panic!("{e}"));
+    let store = SqliteState::open(db).unwrap_or_else(|e| panic!("{e}"));
     store
         .checkpoint("log:hourly")
         .unwrap_or_else(|e| panic!("{e}"))
+        .map(|cursor| cursor.encode())
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use pulse_batch::BatchError;
 use rusqlite::Connection;
 
-use crate::common::*;
+use super::common::*;
 
 fn hr(user: &str, value: u32, at: &str) -> String {
     csv_line(user, "heart_rate", &value.to_string(), "bpm", at)
@@ -326,7 +326,7 @@ fn a_sqlite_table_source_resumes_after_its_last_rowid() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(row, (2, 69.0, 70.0, "2025-05-31T23:00:00Z".to_owned()));
     let missing = pulse_batch::run(
-        &crate::common::job(
+        &super::common::job(
             &format!("sqlite:{}?table=nope", s(&src)),
             "1d",
             "UTC",

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use pulse_batch::sink::local::LocalStore;
 use pulse_batch::store::contract;
+use pulse_sqlite::LocalStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_commit_from_the_same_checkpoint_changes_nothing() {
