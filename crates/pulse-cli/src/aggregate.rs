@@ -15,11 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use pulse_batch::progress::Progress;
-use pulse_batch::reading::RejectReason;
-use pulse_batch::sink::Output;
-use pulse_batch::source::Input;
-use pulse_batch::window::WindowSet;
+use pulse_batch::Input;
+use pulse_batch::Output;
+use pulse_batch::Progress;
+use pulse_batch::RejectReason;
+use pulse_batch::WindowSet;
 use pulse_batch::{Job, Summary};
 
 /// Arguments of `pulse aggregate`.

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pulse_batch::rejects::RejectLog;
-use pulse_batch::store::AggregateStore;
+use pulse_batch::AggregateStore;
+use pulse_batch::RejectLog;
 use pulse_batch::{run_log, BatchError, LogJob};
 use pulse_core::EventLog;
 use pulse_scheduler::{

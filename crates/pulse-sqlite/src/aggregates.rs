@@ -10,15 +10,15 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use pulse_batch::catalog::Metric;
-use pulse_batch::state::Stats;
-use pulse_batch::store::{
+use pulse_batch::BatchError;
+use pulse_batch::Merged;
+use pulse_batch::Metric;
+use pulse_batch::Stats;
+use pulse_batch::WindowSet;
+use pulse_batch::{
     log_source_id, AggregateQuery, AggregateStore, Checkpoint, Commit, Cursor, StateStore,
     StoredRow,
 };
-use pulse_batch::table::Merged;
-use pulse_batch::window::WindowSet;
-use pulse_batch::BatchError;
 use rusqlite::{params, Connection, OpenFlags};
 
 use crate::batch::SqliteState;

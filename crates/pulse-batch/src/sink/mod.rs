@@ -1,7 +1,7 @@
 //! Where aggregates go: JSONL and CSV files ([`file`]), or a state store upserted by key
 //! (a `sqlite:` output, opened through [`Databases`](crate::store::Databases)).
 
-pub mod file;
+pub(crate) mod file;
 
 use std::path::PathBuf;
 
@@ -23,7 +23,7 @@ impl Output {
     /// Parses `PATH.jsonl`, `PATH.csv` or `sqlite:PATH`.
     ///
     /// ```
-    /// use pulse_batch::sink::Output;
+    /// use pulse_batch::Output;
     /// assert!(matches!(Output::parse("out.jsonl"), Ok(Output::Jsonl(_))));
     /// assert!(matches!(Output::parse("sqlite:agg.db"), Ok(Output::Sqlite(_))));
     /// assert!(Output::parse("out.txt").is_err());

@@ -6,11 +6,11 @@
 //! an [`Aggregator`](crate::aggregator::Aggregator); each one also knows its position, so
 //! an incremental run can resume after what it already consumed.
 
-pub mod csv;
-pub mod file;
-pub mod json;
-pub mod jsonl;
-pub mod log;
+pub(crate) mod csv;
+pub(crate) mod file;
+pub(crate) mod json;
+pub(crate) mod jsonl;
+pub(crate) mod log;
 mod table_source;
 
 use std::path::PathBuf;
@@ -42,7 +42,7 @@ impl Input {
     /// Parses `PATH.csv`, `PATH.jsonl` (or `.ndjson`) or `sqlite:PATH?table=NAME`.
     ///
     /// ```
-    /// use pulse_batch::source::Input;
+    /// use pulse_batch::Input;
     /// assert!(matches!(Input::parse("r.csv"), Ok(Input::Csv(_))));
     /// assert!(matches!(Input::parse("sqlite:db.sqlite?table=readings"), Ok(Input::Table { .. })));
     /// assert!(Input::parse("r.parquet").is_err());

@@ -46,7 +46,7 @@ impl Cursor {
     /// The stored text: an offset in decimal, a file position as JSON.
     ///
     /// ```
-    /// use pulse_batch::store::Cursor;
+    /// use pulse_batch::Cursor;
     /// assert_eq!(Cursor::Offset(42).encode(), "42");
     /// assert_eq!(Cursor::decode("42"), Some(Cursor::Offset(42)));
     /// let file = Cursor::decode(r#"{"offset":9,"rows":1,"fingerprint":"ab"}"#);

@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use pulse_batch::progress::Progress;
-use pulse_batch::sink::Output;
-use pulse_batch::source::Input;
-use pulse_batch::window::WindowSet;
+use pulse_batch::Input;
+use pulse_batch::Output;
+use pulse_batch::Progress;
+use pulse_batch::WindowSet;
 use pulse_batch::{Job, Summary};
 
 /// One reading as a CSV line (user_id,metric,value,unit,recorded_at).

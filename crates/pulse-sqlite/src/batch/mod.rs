@@ -12,9 +12,9 @@ mod table;
 
 use std::path::Path;
 
-use pulse_batch::source::TableSource;
-use pulse_batch::store::{Databases, StateStore};
 use pulse_batch::BatchError;
+use pulse_batch::TableSource;
+use pulse_batch::{Databases, StateStore};
 
 pub use state::SqliteState;
 pub use table::SqliteTable;

@@ -12,15 +12,15 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use pulse_batch::catalog::Metric;
 use pulse_batch::failpoint;
-use pulse_batch::row::Row;
-use pulse_batch::state::{AggState, Stats};
-use pulse_batch::store::{Commit, Cursor, StateStore};
-use pulse_batch::table::Merged;
 use pulse_batch::time::format_rfc3339;
-use pulse_batch::window::WindowSet;
 use pulse_batch::BatchError;
+use pulse_batch::Merged;
+use pulse_batch::Metric;
+use pulse_batch::Row;
+use pulse_batch::WindowSet;
+use pulse_batch::{AggState, Stats};
+use pulse_batch::{Commit, Cursor, StateStore};
 use rusqlite::{params, Connection, OptionalExtension};
 
 const SCHEMA_VERSION: &str = "1";

@@ -5,12 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
-use pulse_batch::aggregator::Aggregator;
-use pulse_batch::progress::Progress;
-use pulse_batch::reading::{RawReading, RawValue};
-use pulse_batch::rejects::Position;
-use pulse_batch::source::{validate_table_name, Input, TableSource};
+use pulse_batch::Aggregator;
 use pulse_batch::BatchError;
+use pulse_batch::Position;
+use pulse_batch::Progress;
+use pulse_batch::{validate_table_name, Input, TableSource};
+use pulse_batch::{RawReading, RawValue};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 

@@ -1,9 +1,9 @@
 //! The per-job SQLite stores of one instance pass the `AggregateStore` checks every store
-//! passes (`pulse_batch::store::contract`).
+//! passes (`pulse_batch::contract`).
 
 use std::sync::Arc;
 
-use pulse_batch::store::contract;
+use pulse_batch::contract;
 use pulse_sqlite::LocalStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use pulse_batch::aggregator::Aggregator;
-use pulse_batch::rejects::RejectLog;
-use pulse_batch::source::log::aggregate_event;
-use pulse_batch::store::StateStore;
-use pulse_batch::table::AggTable;
-use pulse_batch::window::WindowSet;
+use pulse_batch::aggregate_event;
+use pulse_batch::AggTable;
+use pulse_batch::Aggregator;
+use pulse_batch::RejectLog;
+use pulse_batch::StateStore;
+use pulse_batch::WindowSet;
 use pulse_batch::{run_log, LogJob};
 use pulse_core::memory::MemoryLog;
 use pulse_core::{Event, EventLog, Pattern, ReadQuery};
@@ -200,8 +200,8 @@ async fn a_tail_of_non_matching_events_is_consumed() {
 /// refused and changes nothing, so its readings are not counted twice.
 #[tokio::test]
 async fn a_commit_from_a_moved_checkpoint_is_refused() {
-    use pulse_batch::store::AggregateStore;
-    use pulse_batch::table::Merged;
+    use pulse_batch::AggregateStore;
+    use pulse_batch::Merged;
     let dir = tmp();
     let store = LocalStore::new(dir.path());
     let log = MemoryLog::new();
