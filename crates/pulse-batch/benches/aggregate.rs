@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
-use pulse_batch::aggregator::Aggregator;
-use pulse_batch::reading::{RawReading, RawValue};
-use pulse_batch::rejects::{Position, RejectLog};
 use pulse_batch::sketch::Sketch;
-use pulse_batch::table::AggTable;
 use pulse_batch::time::{format_rfc3339, parse_rfc3339};
-use pulse_batch::window::WindowSet;
+use pulse_batch::AggTable;
+use pulse_batch::Aggregator;
+use pulse_batch::WindowSet;
+use pulse_batch::{Position, RejectLog};
+use pulse_batch::{RawReading, RawValue};
 
 struct Row {
     user: String,

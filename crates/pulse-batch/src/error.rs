@@ -40,13 +40,13 @@ pub enum BatchError {
         /// The I/O error.
         error: std::io::Error,
     },
-    /// A SQLite database failed.
-    #[error("sqlite {path}: {error}")]
-    Sqlite {
+    /// A database file (a SQLite table or state store) failed.
+    #[error("database {path}: {error}")]
+    Database {
         /// The database file.
         path: PathBuf,
-        /// The SQLite error.
-        error: rusqlite::Error,
+        /// The driver's error.
+        error: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The stored state does not belong to this job or is damaged.
     #[error("state {path}: {reason}")]
@@ -88,11 +88,8 @@ pub enum BatchError {
 }
 
 impl BatchError {
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
+    /// An [`Io`](BatchError::Io) error: `action` (e.g. "cannot read") on `path` failed.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         BatchError::Io {
             action,
             path: path.into(),
@@ -100,10 +97,14 @@ impl BatchError {
         }
     }
 
-    pub(crate) fn sqlite(path: impl Into<PathBuf>, source: rusqlite::Error) -> Self {
-        BatchError::Sqlite {
+    /// A [`Database`](BatchError::Database) error of the file at `path`.
+    pub fn database(
+        path: impl Into<PathBuf>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        BatchError::Database {
             path: path.into(),
-            error: source,
+            error: Box::new(source),
         }
     }
 }

@@ -1,18 +1,34 @@
-//! Incremental windowed aggregation of health readings.
+//! Incremental windowed aggregation of health readings — the maths, the store traits and
+//! the one runner, linking no database.
 //!
 //! Raw readings (`user_id, metric, value, unit, recorded_at`) are validated against the
-//! metric [`catalog`], converted to the canonical unit, and aggregated per
-//! (user, metric, window, window start) into a mergeable [`state::AggState`]: count, sum,
-//! min, max, Welford mean and M2, a relative-error quantile [`sketch`] and the first and
-//! last reading time. Because states merge exactly, the same operation serves parallel
+//! metric catalog ([`Metric`]), converted to the canonical unit, and aggregated per
+//! (user, metric, window, window start) into a mergeable [`AggState`]: count, sum, min,
+//! max, Welford mean and M2, a relative-error quantile [`sketch`] and the first and last
+//! reading time. Because states merge exactly, the same operation serves parallel
 //! workers, late data and incremental runs that resume from a checkpoint committed with
-//! the aggregates in one SQLite transaction — or, for scheduled jobs shared by several
-//! Pulse instances, in an [`store::AggregateStore`] on PostgreSQL or NATS.
+//! the aggregates.
+//!
+//! Layout, one seam per part:
+//!
+//! | part | items |
+//! |---|---|
+//! | readings and the catalog | [`RawReading`], [`validate`], [`RejectReason`], [`Metric`], [`RejectLog`] |
+//! | windows and time | [`WindowSet`], [`time`] |
+//! | aggregate state | [`AggState`], [`Stats`], [`sketch`], [`AggTable`], [`Merged`], [`Aggregator`] |
+//! | sources | [`Input`] (CSV and JSONL files here), [`TableSource`], [`aggregate_event`] (the event log) |
+//! | sinks | [`Output`] (JSONL and CSV files here), [`Row`] |
+//! | stores (traits only) | [`AggregateStore`] for `pulse serve`'s jobs, [`StateStore`] and [`Databases`] for `pulse aggregate`, one checkpoint shape [`Cursor`] |
+//! | the one runner | [`run`] (`pulse aggregate`), [`run_log`] (`pulse serve` jobs), [`Summary`], the `pulse_batch_*` [`metrics`] both record |
+//!
+//! The stores live in the backend crates, each depending on this one: SQLite (the state
+//! store, SQLite tables as sources, the per-job stores of one instance) in `pulse-sqlite`,
+//! PostgreSQL and NATS JetStream KV in theirs — so no backend links a database it does
+//! not use. Features: `synth` (synthetic readings for `pulse gen`), `contract` (the
+//! checks every [`AggregateStore`] passes), `failpoints` (crash injection for tests).
 //!
 //! ```
-//! use pulse_batch::{aggregator::Aggregator, rejects::{Position, RejectLog}, table::AggTable};
-//! use pulse_batch::reading::{RawReading, RawValue};
-//! use pulse_batch::window::WindowSet;
+//! use pulse_batch::{AggTable, Aggregator, Position, RawReading, RawValue, RejectLog, WindowSet};
 //! use std::sync::Arc;
 //!
 //! let windows = Arc::new(WindowSet::parse("5m", "UTC").unwrap());
@@ -35,25 +51,50 @@
 //! assert_eq!(rows[0].avg, 75.0);
 //! ```
 
-pub mod aggregator;
-pub mod catalog;
-pub mod error;
+mod aggregator;
+mod catalog;
+mod error;
 pub mod failpoint;
 pub mod metrics;
-pub mod progress;
-pub mod reading;
-pub mod rejects;
-pub mod row;
-pub mod runner;
-pub mod sink;
+mod progress;
+mod reading;
+mod rejects;
+mod row;
+mod runner;
+mod sink;
 pub mod sketch;
-pub mod source;
-pub mod state;
-pub mod store;
+mod source;
+mod state;
+mod store;
+#[cfg(feature = "synth")]
 pub mod synth;
-pub mod table;
+mod table;
 pub mod time;
-pub mod window;
+mod window;
 
+#[cfg(feature = "contract")]
+pub use store::contract;
+
+pub use aggregator::{Aggregator, Counts};
+pub use catalog::{Conversion, Kind as MetricKind, Metric, GLUCOSE_MG_DL_PER_MMOL_L};
 pub use error::BatchError;
-pub use runner::{run, Job, Summary};
+pub use progress::Progress;
+pub use reading::{
+    validate, validate_user_id, RawReading, RawValue, Reading, RejectReason, Rejection,
+    MAX_USER_ID_LEN,
+};
+pub use rejects::{Position, RejectLog};
+pub use row::{Row, COLUMNS};
+pub use runner::{run, run_log, Job, LogJob, Summary};
+pub use sink::Output;
+pub use source::log::aggregate_event;
+pub use source::{
+    validate_table_name, ExternalTable, FileFormat, FilePosition, Input, TableSource,
+};
+pub use state::{AggState, Stats};
+pub use store::{
+    log_source_id, parse_offset, AggregateQuery, AggregateStore, Checkpoint, Commit, Cursor,
+    Databases, StateStore, StoredRow,
+};
+pub use table::{AggTable, Merged, MAX_USERS};
+pub use window::{Window, WindowKind, WindowSet, MAX_WINDOWS};

@@ -187,8 +187,8 @@ fn parse_number(bytes: &[u8]) -> Option<f64> {
 /// Validates a raw reading and converts its value to the canonical unit.
 ///
 /// ```
-/// use pulse_batch::reading::{validate, RawReading, RawValue, RejectReason};
-/// use pulse_batch::catalog::Metric;
+/// use pulse_batch::{validate, RawReading, RawValue, RejectReason};
+/// use pulse_batch::Metric;
 /// let raw = RawReading {
 ///     user_id: Some(b"u1"),
 ///     metric: Some(b"blood_glucose"),

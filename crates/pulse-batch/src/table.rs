@@ -30,7 +30,7 @@ const CHUNK: usize = 1 << CHUNK_BITS;
 /// A hasher for `u64` keys: one folded 64×64→128 multiply, so that high and low halves of
 /// the key both reach the low bits the table indexes with.
 #[derive(Default, Clone, Copy)]
-pub struct KeyHasher(u64);
+pub(crate) struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
     #[inline]
@@ -422,7 +422,7 @@ pub struct Merged {
 }
 
 /// For each part, the range of its entries a piece of output covers.
-pub type Ranges = Vec<std::ops::Range<usize>>;
+pub(crate) type Ranges = Vec<std::ops::Range<usize>>;
 
 impl Merged {
     /// Sorts each table (dropping its index before sorting the next, to bound memory).

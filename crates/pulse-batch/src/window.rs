@@ -42,7 +42,7 @@ impl Window {
     /// Parses `<n>s`, `<n>m`, `<n>h` or `1d`.
     ///
     /// ```
-    /// use pulse_batch::window::{Window, WindowKind};
+    /// use pulse_batch::{Window, WindowKind};
     /// assert_eq!(Window::parse("5m").unwrap().kind(), WindowKind::Fixed { seconds: 300 });
     /// assert_eq!(Window::parse("1d").unwrap().kind(), WindowKind::Day);
     /// assert!(Window::parse("0m").is_err());
@@ -111,7 +111,7 @@ impl WindowSet {
     /// Parses a comma-separated list of windows (`"5m,1h,1d"`) and an IANA zone name.
     ///
     /// ```
-    /// use pulse_batch::window::WindowSet;
+    /// use pulse_batch::WindowSet;
     /// let set = WindowSet::parse("5m,1h,1d", "Asia/Shanghai").unwrap();
     /// assert_eq!(set.len(), 3);
     /// assert!(WindowSet::parse("5m,5m", "UTC").is_err());
@@ -199,7 +199,7 @@ impl WindowSet {
 
 /// The start of local day `day` (days since 1970-01-01 in the zone) as a UTC instant:
 /// local midnight, or the first local time that exists when midnight falls in a DST gap.
-pub fn day_start(tz: Tz, day: i64) -> Micros {
+pub(crate) fn day_start(tz: Tz, day: i64) -> Micros {
     let (y, m, d) = civil_from_days(day);
     let date = NaiveDate::from_ymd_opt(y as i32, m, d);
     // A gap is at most a few hours; walking minute by minute finds its end.
@@ -219,7 +219,7 @@ pub fn day_start(tz: Tz, day: i64) -> Micros {
 }
 
 /// The local day number (days since 1970-01-01 in the zone) of instant `t`.
-pub fn local_day(tz: Tz, t: Micros) -> i64 {
+pub(crate) fn local_day(tz: Tz, t: Micros) -> i64 {
     let secs = t.div_euclid(MICROS_PER_SEC);
     let offset = chrono::DateTime::from_timestamp(secs, 0)
         .map(|utc| {

@@ -2,8 +2,9 @@
 //! or a PostgreSQL table to a file or SQLite table, optionally incremental (`--state`).
 //!
 //! This module only wires arguments to [`pulse_batch::run`]; it adds the progress bar
-//! (on a terminal only) and the one-line summary. PostgreSQL inputs are wired in
-//! [`postgres`], since pulse-batch links no database driver.
+//! (on a terminal only) and the one-line summary. pulse-batch links no database driver:
+//! SQLite tables and state stores are opened by pulse-sqlite ([`pulse_sqlite::batch`]),
+//! PostgreSQL inputs are wired in [`postgres`].
 
 mod postgres;
 
@@ -14,11 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use pulse_batch::progress::Progress;
-use pulse_batch::reading::RejectReason;
-use pulse_batch::sink::Output;
-use pulse_batch::source::Input;
-use pulse_batch::window::WindowSet;
+use pulse_batch::Input;
+use pulse_batch::Output;
+use pulse_batch::Progress;
+use pulse_batch::RejectReason;
+use pulse_batch::WindowSet;
 use pulse_batch::{Job, Summary};
 
 /// Arguments of `pulse aggregate`.
@@ -98,7 +99,8 @@ fn job(args: &AggregateArgs) -> anyhow::Result<Job> {
     if args.threads == Some(0) {
         anyhow::bail!("--threads must be at least 1");
     }
-    let mut job = Job::new(input.open()?, windows, output);
+    let mut job = Job::new(input.open()?, windows, output)
+        .with_databases(Arc::new(pulse_sqlite::batch::Sqlite));
     job.state = state;
     job.rejects = args.rejects.clone();
     job.full = args.full;

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use chrono::NaiveDate;
-use pulse_batch::source::file::FileFormat;
 use pulse_batch::synth::{generate, GenConfig};
 use pulse_batch::time::days_from_civil;
+use pulse_batch::FileFormat;
 
 /// What to generate.
 #[derive(clap::Subcommand)]

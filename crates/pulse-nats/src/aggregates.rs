@@ -15,7 +15,7 @@
 //!
 //! A crash anywhere leaves either no intent (nothing was written) or an intent. The next
 //! run — here or on another instance — sees the intent
-//! ([`Checkpoint::pending`](pulse_batch::store::Checkpoint)), aggregates exactly the range
+//! ([`Checkpoint::pending`](pulse_batch::Checkpoint)), aggregates exactly the range
 //! `from..=to` again (the log is immutable, so the delta is the same) and commits it from
 //! step 2: keys already written are skipped, the others merged, so each reading counts
 //! once. Two instances completing the same intent at once are kept apart by the per-key
@@ -33,13 +33,13 @@ use async_nats::jetstream::kv::{self, Operation, UpdateErrorKind};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use pulse_batch::catalog::Metric;
-use pulse_batch::state::AggState;
-use pulse_batch::store::{AggregateQuery, AggregateStore, Checkpoint, StoredRow};
-use pulse_batch::table::Merged;
 use pulse_batch::time::Micros;
-use pulse_batch::window::WindowSet;
+use pulse_batch::AggState;
+use pulse_batch::Merged;
+use pulse_batch::Metric;
+use pulse_batch::WindowSet;
 use pulse_batch::{failpoint, BatchError};
+use pulse_batch::{AggregateQuery, AggregateStore, Checkpoint, StoredRow};
 use pulse_core::LogError;
 use serde::{Deserialize, Serialize};
 

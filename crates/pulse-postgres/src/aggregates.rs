@@ -15,12 +15,12 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pulse_batch::catalog::Metric;
-use pulse_batch::state::{AggState, Stats};
-use pulse_batch::store::{parse_offset, AggregateQuery, AggregateStore, Checkpoint, StoredRow};
-use pulse_batch::table::Merged;
-use pulse_batch::window::WindowSet;
 use pulse_batch::BatchError;
+use pulse_batch::Merged;
+use pulse_batch::Metric;
+use pulse_batch::WindowSet;
+use pulse_batch::{parse_offset, AggregateQuery, AggregateStore, Checkpoint, StoredRow};
+use pulse_batch::{AggState, Stats};
 use tokio_postgres::Transaction;
 
 use crate::batch::db;

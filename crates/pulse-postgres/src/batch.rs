@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::{pin_mut, TryStreamExt};
-use pulse_batch::aggregator::Aggregator;
-use pulse_batch::progress::Progress;
-use pulse_batch::reading::{RawReading, RawValue};
-use pulse_batch::rejects::Position;
+use pulse_batch::Aggregator;
 use pulse_batch::BatchError;
+use pulse_batch::Position;
+use pulse_batch::Progress;
+use pulse_batch::{RawReading, RawValue};
 use pulse_core::LogError;
 use tokio_postgres::binary_copy::BinaryCopyOutStream;
 use tokio_postgres::types::Type;
@@ -86,7 +86,7 @@ impl PostgresLog {
 /// changes or locks nothing beyond what a `SELECT` does.
 ///
 /// ```no_run
-/// # async fn demo(agg: &mut pulse_batch::aggregator::Aggregator<'_>) -> Result<(), pulse_batch::BatchError> {
+/// # async fn demo(agg: &mut pulse_batch::Aggregator<'_>) -> Result<(), pulse_batch::BatchError> {
 /// use std::time::Duration;
 /// use pulse_postgres::batch::ReadingsTable;
 /// let table = ReadingsTable::connect(
@@ -96,7 +96,7 @@ impl PostgresLog {
 ///     Duration::from_secs(5),
 /// )
 /// .await?;
-/// let last_id = table.aggregate(0, agg, &pulse_batch::progress::Progress::new()).await?;
+/// let last_id = table.aggregate(0, agg, &pulse_batch::Progress::new()).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]

@@ -2,8 +2,8 @@
 //! — the same store the jobs commit to, so with a shared store every instance answers
 //! alike. Rows of every job computing the window are merged by window start.
 
-use pulse_batch::store::{AggregateQuery, AggregateStore, StoredRow};
 use pulse_batch::time::format_rfc3339;
+use pulse_batch::{AggregateQuery, AggregateStore, StoredRow};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;

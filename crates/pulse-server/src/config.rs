@@ -187,7 +187,7 @@ pub struct JobSpec {
     /// When it runs (`every 5m` or a cron expression in the job's time zone).
     pub schedule: pulse_scheduler::Schedule,
     /// Window sizes and the time zone of calendar days.
-    pub windows: pulse_batch::window::WindowSet,
+    pub windows: pulse_batch::WindowSet,
     /// Types of the events carrying readings.
     pub source_pattern: Pattern,
 }
@@ -551,7 +551,7 @@ fn validate_jobs(raw: Vec<RawJob>) -> Result<Vec<JobSpec>, ConfigError> {
                 "give at least one window, e.g. [\"5m\", \"1h\"]",
             ));
         }
-        let windows = pulse_batch::window::WindowSet::parse(&j.windows.join(","), &j.tz)
+        let windows = pulse_batch::WindowSet::parse(&j.windows.join(","), &j.tz)
             .map_err(|e| invalid(at("windows"), e.to_string()))?;
         let schedule = pulse_scheduler::Schedule::parse(&j.schedule, tz)
             .map_err(|e| invalid(at("schedule"), e.to_string()))?;

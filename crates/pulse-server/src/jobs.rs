@@ -1,5 +1,6 @@
 //! Aggregation jobs: the configured `[[jobs]]` run on pulse-scheduler, each reading
-//! readings from the event log (`pulse_batch::source::log`) into an
+//! readings from the event log (`pulse_batch::run_log`, the runner `pulse aggregate` uses
+//! too) into an
 //! [`AggregateStore`], where the aggregates and the checkpoint commit together;
 //! `GET /v1/aggregates` reads the same store.
 //!
@@ -20,16 +21,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pulse_batch::rejects::RejectLog;
-use pulse_batch::sink::local::LocalStore;
-use pulse_batch::source::log::{run_log, LogJob};
-use pulse_batch::store::AggregateStore;
-use pulse_batch::BatchError;
+use pulse_batch::AggregateStore;
+use pulse_batch::RejectLog;
+use pulse_batch::{run_log, BatchError, LogJob};
 use pulse_core::EventLog;
 use pulse_scheduler::{
     BoxError, Job, JobContext, JobLease, JobOutcome, JobStatus, RunRecord, Scheduler,
     SchedulerError, Superseded,
 };
+use pulse_sqlite::LocalStore;
 use serde_json::{json, Value};
 
 use crate::config::JobSpec;

@@ -15,8 +15,14 @@
 //!   commits, by age, count or stored bytes (sizes and their total: module `size`);
 //! - **versioned schema** (module `schema`): a file that is not a Pulse log, is corrupt,
 //!   or comes from a newer Pulse is refused and never modified.
+//!
+//! Beside the log, the SQLite side of pulse-batch (which links no database): readings
+//! tables and the state store of `pulse aggregate` ([`batch`]), and the per-job
+//! aggregate stores of `pulse serve`'s jobs on one instance ([`LocalStore`]).
 
+mod aggregates;
 mod attempts;
+pub mod batch;
 mod checkpoint;
 mod codec;
 mod dead_letters;
@@ -32,6 +38,7 @@ mod size;
 mod stats;
 mod writer;
 
+pub use aggregates::LocalStore;
 pub use log::{SqliteLog, DEFAULT_FILE_NAME};
 pub use options::{FsyncPolicy, Retention, SqliteOptions};
 pub use schema::{PULSE_APPLICATION_ID, SCHEMA_VERSION};

@@ -15,7 +15,7 @@ use crate::table::Merged;
 
 /// The encoding of an output file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FileKind {
+pub(crate) enum FileKind {
     /// One JSON object per line.
     Jsonl,
     /// CSV with a header row.
@@ -23,7 +23,7 @@ pub enum FileKind {
 }
 
 /// Writes rows to a file, atomically on [`finish`](RowFile::finish).
-pub struct RowFile {
+pub(crate) struct RowFile {
     kind: FileKind,
     path: PathBuf,
     tmp: PathBuf,
@@ -34,7 +34,7 @@ pub struct RowFile {
 
 impl RowFile {
     /// Starts writing `path` (through `path.tmp-<pid>`).
-    pub fn create(path: &Path, kind: FileKind) -> Result<Self, BatchError> {
+    pub(crate) fn create(path: &Path, kind: FileKind) -> Result<Self, BatchError> {
         let mut name = path.file_name().unwrap_or_default().to_os_string();
         name.push(format!(".tmp-{}", std::process::id()));
         let tmp = path.with_file_name(name);
@@ -55,7 +55,7 @@ impl RowFile {
     }
 
     /// Appends one row.
-    pub fn write(&mut self, row: &Row<'_>) -> Result<(), BatchError> {
+    pub(crate) fn write(&mut self, row: &Row<'_>) -> Result<(), BatchError> {
         match self.kind {
             FileKind::Jsonl => row.push_json(&mut self.buf),
             FileKind::Csv => row.push_csv(&mut self.buf),
@@ -78,7 +78,7 @@ impl RowFile {
 
     /// Writes every row of `rows` in output order, formatting pieces on up to `threads`
     /// threads while this one writes them in order.
-    pub fn write_merged(&mut self, rows: &Merged, threads: usize) -> Result<(), BatchError> {
+    pub(crate) fn write_merged(&mut self, rows: &Merged, threads: usize) -> Result<(), BatchError> {
         // Small pieces keep the buffers in flight to a few megabytes.
         self.write_merged_in_pieces(rows, threads, 4 * 1024)
     }
@@ -140,7 +140,7 @@ impl RowFile {
     }
 
     /// Flushes and moves the file into place; returns the rows written.
-    pub fn finish(mut self) -> Result<u64, BatchError> {
+    pub(crate) fn finish(mut self) -> Result<u64, BatchError> {
         self.flush_buf()?;
         let Some(out) = self.out.take() else {
             return Ok(self.rows);

@@ -1,9 +1,7 @@
-//! Where aggregates go: JSONL and CSV files, or a SQLite table upserted by key; and the
-//! per-job SQLite stores of `pulse serve`'s jobs on one instance ([`local`]).
+//! Where aggregates go: JSONL and CSV files ([`file`]), or a state store upserted by key
+//! (a `sqlite:` output, opened through [`Databases`](crate::store::Databases)).
 
-pub mod file;
-pub mod local;
-pub mod sqlite;
+pub(crate) mod file;
 
 use std::path::PathBuf;
 
@@ -16,7 +14,8 @@ pub enum Output {
     Jsonl(PathBuf),
     /// CSV with a header row.
     Csv(PathBuf),
-    /// The `aggregates` table of a SQLite database, merged by key with what it holds.
+    /// The `aggregates` table of a SQLite database, merged by key with what it holds (a
+    /// [`StateStore`](crate::store::StateStore)).
     Sqlite(PathBuf),
 }
 
@@ -24,7 +23,7 @@ impl Output {
     /// Parses `PATH.jsonl`, `PATH.csv` or `sqlite:PATH`.
     ///
     /// ```
-    /// use pulse_batch::sink::Output;
+    /// use pulse_batch::Output;
     /// assert!(matches!(Output::parse("out.jsonl"), Ok(Output::Jsonl(_))));
     /// assert!(matches!(Output::parse("sqlite:agg.db"), Ok(Output::Sqlite(_))));
     /// assert!(Output::parse("out.txt").is_err());

@@ -21,7 +21,7 @@ const PROGRESS_EVERY: u64 = 16 * 1024;
 
 /// Where each field is, from the header.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Columns {
+pub(crate) struct Columns {
     /// Fields per row.
     pub width: usize,
     /// `user_id`.
@@ -52,7 +52,7 @@ fn csv_error(path: &Path, e: csv::Error) -> BatchError {
 }
 
 /// Reads the header and locates the columns.
-pub fn read_header(path: &Path) -> Result<Columns, BatchError> {
+pub(crate) fn read_header(path: &Path) -> Result<Columns, BatchError> {
     let file = File::open(path).map_err(|e| BatchError::io("cannot read", path, e))?;
     let mut reader = ReaderBuilder::new()
         .has_headers(false)
@@ -104,7 +104,7 @@ fn render(record: &ByteRecord) -> String {
 }
 
 /// Aggregates the rows of bytes `range` (starting at a line start after the header).
-pub fn aggregate_range(
+pub(crate) fn aggregate_range(
     path: &Path,
     columns: &Columns,
     (start, end): (u64, u64),

@@ -86,7 +86,7 @@ fn next_line_start(file: &mut File, path: &Path, at: u64, end: u64) -> Result<u6
 }
 
 /// The position after the last newline before `len` (0 when there is none).
-pub fn last_line_end(path: &Path, len: u64) -> Result<u64, BatchError> {
+pub(crate) fn last_line_end(path: &Path, len: u64) -> Result<u64, BatchError> {
     let mut file = open(path)?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut end = len;
@@ -102,7 +102,7 @@ pub fn last_line_end(path: &Path, len: u64) -> Result<u64, BatchError> {
 }
 
 /// Cuts `start..end` into up to `parts` ranges at line starts.
-pub fn split(
+pub(crate) fn split(
     path: &Path,
     start: u64,
     end: u64,
@@ -148,7 +148,7 @@ fn contains_quote(path: &Path, start: u64, end: u64) -> Result<bool, BatchError>
 /// A fingerprint of bytes `0..len`: FNV-1a over the length and sampled blocks (the first
 /// and last 64 KiB and 4 KiB every 8 MiB), enough to notice a rewritten file without
 /// reading all of it again.
-pub fn fingerprint(path: &Path, len: u64) -> Result<String, BatchError> {
+pub(crate) fn fingerprint(path: &Path, len: u64) -> Result<String, BatchError> {
     const EDGE: u64 = 64 * 1024;
     const STRIDE: u64 = 8 << 20;
     const SAMPLE: u64 = 4 * 1024;
@@ -183,7 +183,7 @@ pub fn fingerprint(path: &Path, len: u64) -> Result<String, BatchError> {
 }
 
 /// What a file worker needs.
-pub struct FileJob<'a> {
+pub(crate) struct FileJob<'a> {
     /// The file.
     pub path: &'a Path,
     /// CSV or JSONL.
@@ -204,7 +204,7 @@ pub struct FileJob<'a> {
 
 /// Aggregates `start..end` of the file with up to `threads` workers; returns one table
 /// per worker (see [`crate::table::Merged`] for reading them as one).
-pub fn aggregate(job: &FileJob<'_>) -> Result<(Vec<AggTable>, Counts), BatchError> {
+pub(crate) fn aggregate(job: &FileJob<'_>) -> Result<(Vec<AggTable>, Counts), BatchError> {
     let columns = match job.format {
         FileFormat::Csv => Some(super::csv::read_header(job.path)?),
         FileFormat::Jsonl => None,

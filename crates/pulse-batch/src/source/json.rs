@@ -13,7 +13,7 @@ use crate::reading::{RawReading, RawValue};
 
 /// A JSON value of any type, strings borrowed when possible.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Flex<'a> {
+pub(crate) enum Flex<'a> {
     /// A string.
     Str(Cow<'a, str>),
     /// A floating-point number.
@@ -81,7 +81,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Flex<'a> {
 
 impl Flex<'_> {
     /// The value as text: strings as they are, numbers formatted, `null` as absent.
-    pub fn text(&self) -> Option<Cow<'_, [u8]>> {
+    pub(crate) fn text(&self) -> Option<Cow<'_, [u8]>> {
         match self {
             Flex::Str(s) => Some(Cow::Borrowed(s.as_bytes())),
             Flex::Float(v) => Some(Cow::Owned(v.to_string().into_bytes())),
@@ -95,7 +95,7 @@ impl Flex<'_> {
 
 /// A reading object; unknown keys are ignored.
 #[derive(Debug, Default, serde::Deserialize)]
-pub struct JsonReading<'a> {
+pub(crate) struct JsonReading<'a> {
     /// `user_id`.
     #[serde(borrow, default)]
     pub user_id: Option<Flex<'a>>,
@@ -119,7 +119,7 @@ pub struct JsonReading<'a> {
 impl<'a> JsonReading<'a> {
     /// Parses one JSON object (serde would also accept an array for a struct; a reading
     /// given as an array is malformed, not a reading with fields in some order).
-    pub fn parse(bytes: &'a [u8]) -> Result<JsonReading<'a>, String> {
+    pub(crate) fn parse(bytes: &'a [u8]) -> Result<JsonReading<'a>, String> {
         if !bytes.trim_ascii_start().starts_with(b"{") {
             return Err("not a JSON object".into());
         }
@@ -127,7 +127,7 @@ impl<'a> JsonReading<'a> {
     }
 
     /// Calls `f` with the raw reading (fallbacks fill a missing user id and time).
-    pub fn with_raw<R>(
+    pub(crate) fn with_raw<R>(
         &self,
         fallback_user: Option<&str>,
         fallback_time: Option<&str>,

@@ -16,7 +16,7 @@ use super::json::JsonReading;
 const PROGRESS_EVERY: u64 = 16 * 1024;
 
 /// Aggregates the lines of bytes `range` (starting at a line start).
-pub fn aggregate_range(
+pub(crate) fn aggregate_range(
     path: &Path,
     (start, end): (u64, u64),
     agg: &mut Aggregator<'_>,

@@ -1,21 +1,21 @@
-//! Where readings come from: CSV and JSONL files, a SQLite table, the Pulse event log and
-//! tables of databases this crate does not link ([`TableSource`], e.g. PostgreSQL, wired
-//! in by the `pulse` binary).
+//! Where readings come from: CSV and JSONL files, the Pulse event log, and tables of
+//! databases this crate does not link ([`TableSource`]: SQLite through
+//! [`Databases`](crate::store::Databases), PostgreSQL wired in by the `pulse` binary).
 //!
 //! Every source turns its rows into [`RawReading`](crate::reading::RawReading)s and feeds
 //! an [`Aggregator`](crate::aggregator::Aggregator); each one also knows its position, so
 //! an incremental run can resume after what it already consumed.
 
-pub mod csv;
-pub mod file;
-pub mod json;
-pub mod jsonl;
-pub mod log;
-pub mod sqlite;
+pub(crate) mod csv;
+pub(crate) mod file;
+pub(crate) mod json;
+pub(crate) mod jsonl;
+pub(crate) mod log;
 mod table_source;
 
 use std::path::PathBuf;
 
+pub use file::{FileFormat, FilePosition};
 pub use table_source::{ExternalTable, TableSource};
 
 use crate::error::BatchError;
@@ -27,7 +27,7 @@ pub enum Input {
     Csv(PathBuf),
     /// A file of JSON objects, one per line.
     Jsonl(PathBuf),
-    /// A table of a SQLite database.
+    /// A table of a SQLite database (opened through [`Databases`](crate::store::Databases)).
     Table {
         /// The database file.
         path: PathBuf,
@@ -42,7 +42,7 @@ impl Input {
     /// Parses `PATH.csv`, `PATH.jsonl` (or `.ndjson`) or `sqlite:PATH?table=NAME`.
     ///
     /// ```
-    /// use pulse_batch::source::Input;
+    /// use pulse_batch::Input;
     /// assert!(matches!(Input::parse("r.csv"), Ok(Input::Csv(_))));
     /// assert!(matches!(Input::parse("sqlite:db.sqlite?table=readings"), Ok(Input::Table { .. })));
     /// assert!(Input::parse("r.parquet").is_err());
@@ -64,7 +64,7 @@ impl Input {
                     "{spec:?}: the database path is empty"
                 )));
             }
-            sqlite::validate_table_name(table)?;
+            validate_table_name(table)?;
             return Ok(Input::Table {
                 path: PathBuf::from(path),
                 table: table.to_owned(),
@@ -95,5 +95,21 @@ impl Input {
             Input::Table { path, table } => format!("sqlite:{}?table={table}", abs(path)),
             Input::External(source) => source.source_id(),
         }
+    }
+}
+
+/// Checks a table name: `[A-Za-z_][A-Za-z0-9_]*`, at most 64 characters (it is spliced
+/// into SQL, so nothing else is allowed).
+pub fn validate_table_name(name: &str) -> Result<(), BatchError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(BatchError::InvalidSpec(format!(
+            "table name {name:?}: expected letters, digits and _"
+        )))
     }
 }

@@ -10,19 +10,131 @@
 //! instance took the next tick) cannot both commit: the second gets
 //! [`BatchError::CheckpointMoved`] and changes nothing, so no reading is counted twice.
 //!
-//! Implementations: the per-job SQLite files of one instance
-//! ([`sink::local::LocalStore`](crate::sink::local::LocalStore)), PostgreSQL and NATS
-//! JetStream KV (in their backend crates, for several instances).
+//! Implementations live in the backend crates, so that this crate links no database:
+//! the per-job SQLite files of one instance (`pulse_sqlite::aggregates::LocalStore`),
+//! PostgreSQL and NATS JetStream KV (for several instances).
+//!
+//! [`StateStore`] is the same idea for `pulse aggregate --state`: aggregates plus one
+//! checkpoint per input, committed together under the same compare-and-set rule. Every
+//! checkpoint, in every store, is a [`Cursor`] with one text form ([`Cursor::encode`]):
+//! an event-log offset or a table's row id as decimal text — what PostgreSQL and NATS
+//! store for jobs — and a file position as a small JSON object.
+
+use std::path::Path;
 
 use async_trait::async_trait;
 
 use crate::catalog::Metric;
 use crate::error::BatchError;
 use crate::row::Row;
+use crate::source::{FilePosition, TableSource};
 use crate::state::Stats;
 use crate::table::Merged;
 use crate::time::Micros;
 use crate::window::WindowSet;
+
+/// Where a run stopped reading its input: the one checkpoint shape of every store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cursor {
+    /// The last event-log offset consumed, or the largest table row id read.
+    Offset(u64),
+    /// How far into a CSV or JSONL file, with a fingerprint of the consumed part.
+    File(FilePosition),
+}
+
+impl Cursor {
+    /// The stored text: an offset in decimal, a file position as JSON.
+    ///
+    /// ```
+    /// use pulse_batch::Cursor;
+    /// assert_eq!(Cursor::Offset(42).encode(), "42");
+    /// assert_eq!(Cursor::decode("42"), Some(Cursor::Offset(42)));
+    /// let file = Cursor::decode(r#"{"offset":9,"rows":1,"fingerprint":"ab"}"#);
+    /// assert!(matches!(file, Some(Cursor::File(p)) if p.offset == 9));
+    /// assert_eq!(Cursor::decode("not a cursor"), None);
+    /// ```
+    pub fn encode(&self) -> String {
+        match self {
+            Cursor::Offset(n) => n.to_string(),
+            // A struct of two integers and a string always serializes.
+            Cursor::File(p) => serde_json::to_string(p).unwrap_or_default(),
+        }
+    }
+
+    /// Reads the text [`encode`](Self::encode) wrote; `None` if it is neither form.
+    pub fn decode(text: &str) -> Option<Cursor> {
+        if text.starts_with('{') {
+            serde_json::from_str(text).ok().map(Cursor::File)
+        } else {
+            text.parse().ok().map(Cursor::Offset)
+        }
+    }
+
+    /// The offset, or the bytes consumed of a file.
+    pub fn offset(&self) -> u64 {
+        match self {
+            Cursor::Offset(n) => *n,
+            Cursor::File(p) => p.offset,
+        }
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.encode())
+    }
+}
+
+/// One commit of a [`StateStore`]: a run's delta and the move of `source`'s checkpoint.
+#[derive(Clone, Copy, Debug)]
+pub struct Commit<'a> {
+    /// The input whose checkpoint moves (e.g. `file:/abs/path.csv`, `log:<job>`).
+    pub source: &'a str,
+    /// The checkpoint the run started from (`None`: none was stored). The commit fails
+    /// with [`BatchError::CheckpointMoved`] and writes nothing unless it is still there.
+    /// Not checked with `reset`, which replaces whatever is stored.
+    pub from: Option<&'a Cursor>,
+    /// The new checkpoint.
+    pub to: &'a Cursor,
+    /// Clears every aggregate and checkpoint first (`--full`), in the same transaction.
+    pub reset: bool,
+}
+
+/// Aggregates and per-input checkpoints of `pulse aggregate` runs (`--state`, `sqlite:`
+/// outputs), committed together. Synchronous: the CLI's runner is.
+pub trait StateStore: Send {
+    /// Refuses a store built for other windows or another time zone
+    /// ([`BatchError::State`]).
+    fn check_windows(&self, windows: &WindowSet) -> Result<(), BatchError>;
+
+    /// The stored checkpoint of `source`, if any.
+    fn checkpoint(&self, source: &str) -> Result<Option<Cursor>, BatchError>;
+
+    /// Merges every state of `delta` into the stored state of its key and moves the
+    /// checkpoint (see [`Commit`]), all or nothing. Returns the keys written.
+    fn commit(&mut self, delta: &Merged, commit: Commit<'_>) -> Result<u64, BatchError>;
+
+    /// Calls `f` with every stored row, in output order.
+    fn for_each_row(
+        &self,
+        f: &mut dyn FnMut(&Row<'_>) -> Result<(), BatchError>,
+    ) -> Result<(), BatchError>;
+}
+
+/// Opens the database files a job names (`sqlite:` inputs, outputs and `--state`).
+/// pulse-batch links no database; `pulse_sqlite::batch::Sqlite` implements this.
+pub trait Databases: Send + Sync + std::fmt::Debug {
+    /// Opens (or creates) the state store at `path`.
+    fn open_state(&self, path: &Path) -> Result<Box<dyn StateStore>, BatchError>;
+
+    /// A readings table of the database at `path`, read by row id.
+    fn open_table(&self, path: &Path, table: &str) -> Result<Box<dyn TableSource>, BatchError>;
+}
+
+/// The checkpoint key of log job `job` in a store keyed by input ([`StateStore`]).
+pub fn log_source_id(job: &str) -> String {
+    format!("log:{job}")
+}
 
 /// Where a job stands in the log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -103,12 +215,15 @@ pub trait AggregateStore: Send + Sync + 'static {
     async fn query(&self, job: &str, query: &AggregateQuery) -> Result<Vec<StoredRow>, BatchError>;
 }
 
-/// Reads a checkpoint stored as decimal text (how every store writes offsets).
+/// Reads a job's checkpoint stored as text ([`Cursor::encode`]); it must be an offset.
 pub fn parse_offset(job: &str, text: &str) -> Result<u64, BatchError> {
-    text.parse::<u64>().map_err(|_| BatchError::State {
-        path: job.into(),
-        reason: format!("checkpoint {text:?} of job {job} is not an offset"),
-    })
+    match Cursor::decode(text) {
+        Some(Cursor::Offset(n)) => Ok(n),
+        _ => Err(BatchError::State {
+            path: job.into(),
+            reason: format!("checkpoint {text:?} of job {job} is not an offset"),
+        }),
+    }
 }
 
 #[cfg(feature = "contract")]

@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use pulse_batch::progress::Progress;
-use pulse_batch::sink::Output;
-use pulse_batch::source::Input;
-use pulse_batch::window::WindowSet;
+use pulse_batch::Input;
+use pulse_batch::Output;
+use pulse_batch::Progress;
+use pulse_batch::WindowSet;
 use pulse_batch::{Job, Summary};
 
 /// One reading as a CSV line (user_id,metric,value,unit,recorded_at).
@@ -17,16 +17,6 @@ pub(crate) const HEADER: &str = "user_id,metric,value,unit,recorded_at\n";
 
 pub(crate) fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-}
-
-pub(crate) fn append(path: &Path, text: &str) {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    f.write_all(text.as_bytes())
-        .unwrap_or_else(|e| panic!("append: {e}"));
 }
 
 pub(crate) fn job(input: &str, windows: &str, tz: &str, output: &str) -> Job {

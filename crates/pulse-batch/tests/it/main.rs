@@ -1,10 +1,8 @@
 //! Integration tests of pulse-batch: aggregate math against a naive reference, windows
-//! and time zones, rejections, incremental runs, crashes and the event-log source.
+//! and time zones, rejections. Incremental runs, crashes and the event-log source need a
+//! state store: they are pulse-sqlite's (`tests/it/batch`).
 
 mod common;
-mod incremental;
-mod local_store;
-mod log_source;
 mod properties;
 mod rejections;
 mod time_zones;

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use chrono::TimeZone;
 use proptest::prelude::*;
-use pulse_batch::aggregator::Aggregator;
-use pulse_batch::reading::{RawReading, RawValue};
-use pulse_batch::rejects::{Position, RejectLog};
-use pulse_batch::state::Stats;
-use pulse_batch::table::AggTable;
 use pulse_batch::time::{format_rfc3339, MICROS_PER_SEC};
-use pulse_batch::window::WindowSet;
+use pulse_batch::AggTable;
+use pulse_batch::Aggregator;
+use pulse_batch::Stats;
+use pulse_batch::WindowSet;
+use pulse_batch::{Position, RejectLog};
+use pulse_batch::{RawReading, RawValue};
 
 use crate::common::*;
 
@@ -86,7 +86,7 @@ fn readings() -> impl Strategy<Value = Vec<R>> {
 type Key = (String, String, String, String);
 
 fn window_start(set: &WindowSet, w: usize, t: i64) -> (i64, i64) {
-    use pulse_batch::window::WindowKind;
+    use pulse_batch::WindowKind;
     match set.windows()[w].kind() {
         WindowKind::Fixed { seconds } => {
             let len = seconds * MICROS_PER_SEC;
@@ -321,8 +321,8 @@ proptest! {
 
 #[test]
 fn two_workers_give_the_same_rows_as_one() {
-    use pulse_batch::source::file::FileFormat;
     use pulse_batch::synth::{generate, GenConfig};
+    use pulse_batch::FileFormat;
     let dir = tmp();
     let input = path(&dir, "big.csv");
     let cfg = GenConfig {

@@ -1,7 +1,7 @@
 //! Every rejection reason, through real files: counted, written to the rejects file with
 //! its position, never aborting the run, and the good rows still aggregated.
 
-use pulse_batch::reading::RejectReason;
+use pulse_batch::RejectReason;
 
 use crate::common::*;
 
@@ -201,7 +201,7 @@ fn a_csv_without_required_columns_is_an_input_error() {
         "user,metric,value,recorded_at\nu1,steps,1,2025-06-01T12:00:00Z\n",
     );
     let job = job(&s(&input), "1h", "UTC", &s(&path(&dir, "out.jsonl")));
-    let err = pulse_batch::run(&job, &pulse_batch::progress::Progress::new()).err();
+    let err = pulse_batch::run(&job, &pulse_batch::Progress::new()).err();
     assert!(
         matches!(err, Some(pulse_batch::BatchError::InvalidInput { .. })),
         "{err:?}"

@@ -15,10 +15,10 @@
 
 use std::time::Duration;
 
-use pulse_batch::aggregator::Aggregator;
-use pulse_batch::progress::Progress;
-use pulse_batch::source::{ExternalTable, Input, TableSource};
+use pulse_batch::Aggregator;
 use pulse_batch::BatchError;
+use pulse_batch::Progress;
+use pulse_batch::{ExternalTable, Input, TableSource};
 use pulse_postgres::batch::{validate_name, ReadingsTable};
 
 /// How long to wait for the server unless the URL says otherwise.

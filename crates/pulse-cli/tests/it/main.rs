@@ -3,6 +3,7 @@
 mod aggregate_cli;
 mod aggregate_postgres;
 mod disk_full;
+mod job_metrics;
 mod log_cmd;
 mod metrics;
 mod nats_instances;

@@ -1,14 +1,14 @@
 //! The aggregates of scheduled jobs in KV, shared by instances: the `AggregateStore`
-//! checks of `pulse_batch::store::contract` (a commit is a compare-and-set on the job's
+//! checks of `pulse_batch::contract` (a commit is a compare-and-set on the job's
 //! checkpoint, jobs keep their own rows), and a commit interrupted by a crash (a real
 //! process abort at each step) is completed by the next run, each reading counted once.
 
 use std::sync::Arc;
 
-use pulse_batch::rejects::RejectLog;
-use pulse_batch::source::log::{run_log, LogJob};
-use pulse_batch::store::{contract, AggregateQuery, AggregateStore};
-use pulse_batch::window::WindowSet;
+use pulse_batch::RejectLog;
+use pulse_batch::WindowSet;
+use pulse_batch::{contract, AggregateQuery, AggregateStore};
+use pulse_batch::{run_log, LogJob};
 use pulse_core::{Event, EventLog, Pattern};
 use pulse_nats::{NatsLog, NatsOptions};
 

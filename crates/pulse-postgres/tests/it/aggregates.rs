@@ -1,10 +1,10 @@
 //! The aggregates of scheduled jobs on PostgreSQL, shared by instances: the
-//! `AggregateStore` checks of `pulse_batch::store::contract` — a commit is a
+//! `AggregateStore` checks of `pulse_batch::contract` — a commit is a
 //! compare-and-set on the job's checkpoint, jobs keep their own rows, queries read them.
 
 use std::sync::Arc;
 
-use pulse_batch::store::contract;
+use pulse_batch::contract;
 
 use crate::support::{self, Schema};
 

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use pulse_batch::aggregator::Aggregator;
-use pulse_batch::rejects::RejectLog;
-use pulse_batch::table::{AggTable, Merged};
-use pulse_batch::window::WindowSet;
+use pulse_batch::Aggregator;
+use pulse_batch::RejectLog;
+use pulse_batch::WindowSet;
+use pulse_batch::{AggTable, Merged};
 
 use crate::support::{self, Schema};
 

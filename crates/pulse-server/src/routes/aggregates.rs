@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{parse_time, ApiQuery};
-use pulse_batch::store::AggregateQuery;
+use pulse_batch::AggregateQuery;
 
 use crate::aggregates::query as read_aggregates;
 use crate::auth::Caller;

@@ -4,15 +4,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use pulse_batch::rejects::RejectLog;
-use pulse_batch::sink::local::LocalStore;
-use pulse_batch::source::log::{run_log, LogJob};
-use pulse_batch::store::{AggregateQuery, AggregateStore, Checkpoint, StoredRow};
-use pulse_batch::table::Merged;
-use pulse_batch::window::WindowSet;
 use pulse_batch::BatchError;
+use pulse_batch::Merged;
+use pulse_batch::RejectLog;
+use pulse_batch::WindowSet;
+use pulse_batch::{run_log, LogJob};
+use pulse_batch::{AggregateQuery, AggregateStore, Checkpoint, StoredRow};
 use pulse_core::{Event, EventLog};
 use pulse_server::jobs::{Jobs, SharedJobs};
+use pulse_sqlite::LocalStore;
 use serde_json::{json, Value};
 
 use crate::support::*;

@@ -1,26 +1,27 @@
-//! One aggregation run: read the input (all of it, or what is new since the checkpoint),
-//! aggregate, then write the output — through the state store when the run is
-//! incremental, so that the aggregates and the checkpoint commit together.
+//! [`run`]: one `pulse aggregate` run. Read the input (all of it, or what is new since
+//! the checkpoint), aggregate, then write the output — through the state store when the
+//! run is incremental, so that the aggregates and the checkpoint commit together.
 //!
 //! Without a state store (a file in, a file out) the run is a pure function of the input
 //! and takes the fast path: parallel read, one sort, one write. With one (`--state` or a
 //! `sqlite:` output) the run merges its new states into the stored ones; an output file is
 //! then rewritten from the store, so it always shows every window, not just the new ones.
+//! SQLite tables and stores are opened through the job's [`Databases`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::Summary;
 use crate::aggregator::{Aggregator, Counts};
 use crate::error::BatchError;
-use crate::metrics;
 use crate::progress::Progress;
 use crate::rejects::RejectLog;
 use crate::sink::file::{FileKind, RowFile};
-use crate::sink::sqlite::StateStore;
 use crate::sink::Output;
 use crate::source::file::{self, FileFormat, FileJob, FilePosition};
-use crate::source::{sqlite, Input};
+use crate::source::{Input, TableSource};
+use crate::store::{Commit, Cursor, Databases, StateStore};
 use crate::table::{AggTable, Merged};
 use crate::window::WindowSet;
 
@@ -41,19 +42,8 @@ pub struct Job {
     pub full: bool,
     /// Worker threads for file inputs.
     pub threads: usize,
-}
-
-/// What a run did.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Summary {
-    /// Rows read and rejected.
-    pub counts: Counts,
-    /// Keys whose state this run created or changed.
-    pub keys_updated: u64,
-    /// Rows written to the output.
-    pub windows_written: u64,
-    /// Wall-clock seconds.
-    pub seconds: f64,
+    /// Opens SQLite tables and state stores (`None`: a job that names one fails).
+    pub databases: Option<Arc<dyn Databases>>,
 }
 
 impl Job {
@@ -67,7 +57,22 @@ impl Job {
             rejects: None,
             full: false,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            databases: None,
         }
+    }
+
+    /// The job with `databases` to open the SQLite files it names.
+    pub fn with_databases(mut self, databases: Arc<dyn Databases>) -> Job {
+        self.databases = Some(databases);
+        self
+    }
+
+    fn databases(&self) -> Result<&dyn Databases, BatchError> {
+        self.databases.as_deref().ok_or_else(|| {
+            BatchError::InvalidSpec(
+                "this job names a SQLite database, and none can be opened here".into(),
+            )
+        })
     }
 
     fn store_path(&self) -> Result<Option<PathBuf>, BatchError> {
@@ -106,7 +111,7 @@ fn file_parts(input: &Input) -> Option<(&PathBuf, FileFormat)> {
     }
 }
 
-fn plan(job: &Job, checkpoint: Option<&str>, incremental: bool) -> Result<Plan, BatchError> {
+fn plan(job: &Job, checkpoint: Option<&Cursor>, incremental: bool) -> Result<Plan, BatchError> {
     let changed = |reason: &str| BatchError::InputChanged {
         path: job.input.source_id(),
         reason: reason.to_owned(),
@@ -120,15 +125,17 @@ fn plan(job: &Job, checkpoint: Option<&str>, incremental: bool) -> Result<Plan, 
         } else {
             len
         };
-        let Some(text) = checkpoint else {
-            return Ok(Plan::File {
-                start: 0,
-                end,
-                rows_before: 0,
-            });
+        let pos = match checkpoint {
+            None => {
+                return Ok(Plan::File {
+                    start: 0,
+                    end,
+                    rows_before: 0,
+                })
+            }
+            Some(Cursor::File(pos)) => pos,
+            Some(Cursor::Offset(_)) => return Err(changed("the stored position is not readable")),
         };
-        let pos: FilePosition = serde_json::from_str(text)
-            .map_err(|_| changed("the stored position is not readable"))?;
         if pos.offset > len {
             return Err(changed("it is shorter than what was already consumed"));
         }
@@ -142,9 +149,10 @@ fn plan(job: &Job, checkpoint: Option<&str>, incremental: bool) -> Result<Plan, 
         });
     }
     let after = match checkpoint {
-        Some(text) => text
-            .parse::<i64>()
-            .map_err(|_| changed("the stored position is not readable"))?,
+        Some(Cursor::Offset(n)) => {
+            i64::try_from(*n).map_err(|_| changed("the stored position is not readable"))?
+        }
+        Some(Cursor::File(_)) => return Err(changed("the stored position is not readable")),
         None => 0,
     };
     Ok(Plan::Table { after })
@@ -156,7 +164,7 @@ fn read(
     plan: &Plan,
     rejects: &RejectLog,
     progress: &Progress,
-) -> Result<(Merged, Counts, String), BatchError> {
+) -> Result<(Merged, Counts, Cursor), BatchError> {
     match (plan, &job.input) {
         (
             Plan::File {
@@ -182,13 +190,11 @@ fn read(
                 rejects,
                 progress,
             })?;
-            let position = FilePosition {
+            let position = Cursor::File(FilePosition {
                 offset: *end,
                 rows: rows_before + counts.rows,
                 fingerprint: file::fingerprint(path, *end)?,
-            };
-            let position = serde_json::to_string(&position)
-                .map_err(|e| BatchError::InvalidSpec(e.to_string()))?;
+            });
             Ok((
                 Merged::new(Arc::clone(&job.windows), tables),
                 counts,
@@ -196,21 +202,33 @@ fn read(
             ))
         }
         (Plan::Table { after }, Input::Table { path, table }) => {
-            let mut agg = Aggregator::new(AggTable::new(Arc::clone(&job.windows)), rejects);
-            let last = sqlite::aggregate_table(path, table, *after, &mut agg, progress)?;
-            let rows = Merged::new(Arc::clone(&job.windows), vec![agg.table]);
-            Ok((rows, agg.counts, last.to_string()))
+            let source = job.databases()?.open_table(path, table)?;
+            read_table(job, &*source, *after, rejects, progress)
         }
         (Plan::Table { after }, Input::External(source)) => {
-            let mut agg = Aggregator::new(AggTable::new(Arc::clone(&job.windows)), rejects);
-            let last = source.aggregate(*after, &mut agg, progress)?;
-            let rows = Merged::new(Arc::clone(&job.windows), vec![agg.table]);
-            Ok((rows, agg.counts, last.to_string()))
+            read_table(job, &**source, *after, rejects, progress)
         }
         (Plan::Table { .. }, _) => Err(BatchError::InvalidSpec(
             "a table plan for a file input".into(),
         )),
     }
+}
+
+fn read_table(
+    job: &Job,
+    source: &dyn TableSource,
+    after: i64,
+    rejects: &RejectLog,
+    progress: &Progress,
+) -> Result<(Merged, Counts, Cursor), BatchError> {
+    let mut agg = Aggregator::new(AggTable::new(Arc::clone(&job.windows)), rejects);
+    let last = source.aggregate(after, &mut agg, progress)?;
+    let last = u64::try_from(last).map_err(|_| BatchError::InvalidInput {
+        path: job.input.source_id(),
+        reason: format!("row id {last} is negative"),
+    })?;
+    let rows = Merged::new(Arc::clone(&job.windows), vec![agg.table]);
+    Ok((rows, agg.counts, Cursor::Offset(last)))
 }
 
 fn write_file(
@@ -224,9 +242,13 @@ fn write_file(
     out.finish()
 }
 
-fn export(store: &StateStore, path: &std::path::Path, kind: FileKind) -> Result<u64, BatchError> {
+fn export(
+    store: &dyn StateStore,
+    path: &std::path::Path,
+    kind: FileKind,
+) -> Result<u64, BatchError> {
     let mut out = RowFile::create(path, kind)?;
-    store.for_each_row(|row| out.write(row))?;
+    store.for_each_row(&mut |row| out.write(row))?;
     out.finish()
 }
 
@@ -252,7 +274,7 @@ pub fn run(job: &Job, progress: &Progress) -> Result<Summary, BatchError> {
             summary.counts = counts;
         }
         Some(store_path) => {
-            let mut store = StateStore::open(&store_path)?;
+            let mut store = job.databases()?.open_state(&store_path)?;
             if !job.full {
                 store.check_windows(&job.windows)?;
             }
@@ -262,29 +284,26 @@ pub fn run(job: &Job, progress: &Progress) -> Result<Summary, BatchError> {
             } else {
                 store.checkpoint(&source)?
             };
-            let plan = plan(job, checkpoint.as_deref(), true)?;
+            let plan = plan(job, checkpoint.as_ref(), true)?;
             let (delta, counts, position) = read(job, &plan, &rejects, progress)?;
             rejects.finish()?;
             // A run with no new data changes nothing: no transaction at all.
-            if counts.rows > 0 || job.full || checkpoint.as_deref() != Some(position.as_str()) {
-                summary.keys_updated = store.commit(&delta, &source, &position, job.full)?;
+            if counts.rows > 0 || job.full || checkpoint.as_ref() != Some(&position) {
+                let commit = Commit {
+                    source: &source,
+                    from: checkpoint.as_ref(),
+                    to: &position,
+                    reset: job.full,
+                };
+                summary.keys_updated = store.commit(&delta, commit)?;
             }
             summary.windows_written = match &job.output {
-                Output::Jsonl(path) => export(&store, path, FileKind::Jsonl)?,
-                Output::Csv(path) => export(&store, path, FileKind::Csv)?,
+                Output::Jsonl(path) => export(&*store, path, FileKind::Jsonl)?,
+                Output::Csv(path) => export(&*store, path, FileKind::Csv)?,
                 Output::Sqlite(_) => summary.keys_updated,
             };
             summary.counts = counts;
         }
     }
-    summary.seconds = started.elapsed().as_secs_f64();
-    metrics::record_run(&summary);
-    tracing::info!(
-        rows = summary.counts.rows,
-        rejected = summary.counts.rejected_total(),
-        windows = summary.windows_written,
-        seconds = summary.seconds,
-        "aggregation run finished"
-    );
-    Ok(summary)
+    Ok(super::finish(summary, started))
 }

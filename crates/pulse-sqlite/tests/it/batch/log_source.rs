@@ -4,19 +4,21 @@
 
 use std::sync::Arc;
 
-use pulse_batch::aggregator::Aggregator;
-use pulse_batch::rejects::RejectLog;
-use pulse_batch::sink::local::LocalStore;
-use pulse_batch::sink::sqlite::StateStore;
-use pulse_batch::source::log::{aggregate_event, run_log, LogJob};
-use pulse_batch::table::AggTable;
-use pulse_batch::window::WindowSet;
+use pulse_batch::aggregate_event;
+use pulse_batch::AggTable;
+use pulse_batch::Aggregator;
+use pulse_batch::RejectLog;
+use pulse_batch::StateStore;
+use pulse_batch::WindowSet;
+use pulse_batch::{run_log, LogJob};
 use pulse_core::memory::MemoryLog;
 use pulse_core::{Event, EventLog, Pattern, ReadQuery};
+use pulse_sqlite::batch::SqliteState;
+use pulse_sqlite::LocalStore;
 use rusqlite::Connection;
 use serde_json::json;
 
-use crate::common::*;
+use super::common::*;
 
 fn reading(user: &str, value: f64, at: &str) -> serde_json::Value {
     json!({"user_id": user, "metric": "heart_rate", "value": value, "unit": "bpm", "recorded_at": at})
@@ -53,10 +55,11 @@ fn totals(db: &std::path::Path) -> Vec<(String, i64, f64)> {
 }
 
 fn checkpoint(db: &std::path::Path) -> Option<String> {
-    let store = StateStore::open(db).unwrap_or_else(|e| panic!("{e}"));
+    let store = SqliteState::open(db).unwrap_or_else(|e| panic!("{e}"));
     store
         .checkpoint("log:hourly")
         .unwrap_or_else(|e| panic!("{e}"))
+        .map(|cursor| cursor.encode())
 }
 
 #[tokio::test]
@@ -197,8 +200,8 @@ async fn a_tail_of_non_matching_events_is_consumed() {
 /// refused and changes nothing, so its readings are not counted twice.
 #[tokio::test]
 async fn a_commit_from_a_moved_checkpoint_is_refused() {
-    use pulse_batch::store::AggregateStore;
-    use pulse_batch::table::Merged;
+    use pulse_batch::AggregateStore;
+    use pulse_batch::Merged;
     let dir = tmp();
     let store = LocalStore::new(dir.path());
     let log = MemoryLog::new();

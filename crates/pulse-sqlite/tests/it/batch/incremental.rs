@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use pulse_batch::BatchError;
 use rusqlite::Connection;
 
-use crate::common::*;
+use super::common::*;
 
 fn hr(user: &str, value: u32, at: &str) -> String {
     csv_line(user, "heart_rate", &value.to_string(), "bpm", at)
@@ -175,13 +175,13 @@ fn a_rewritten_input_is_refused_until_full() {
         &input,
         &format!("{HEADER}{}", hr("u2", 80, "2025-06-01T10:00:00Z")),
     );
-    let err = pulse_batch::run(&inc, &pulse_batch::progress::Progress::new()).err();
+    let err = pulse_batch::run(&inc, &pulse_batch::Progress::new()).err();
     assert!(
         matches!(err, Some(BatchError::InputChanged { .. })),
         "{err:?}"
     );
     write(&input, "user_id,metric,value,recorded_at\n");
-    let err = pulse_batch::run(&inc, &pulse_batch::progress::Progress::new()).err();
+    let err = pulse_batch::run(&inc, &pulse_batch::Progress::new()).err();
     assert!(
         matches!(err, Some(BatchError::InputChanged { .. })),
         "{err:?}"
@@ -209,7 +209,7 @@ fn other_windows_are_refused_without_full() {
     let db = format!("sqlite:{}", s(&path(&dir, "agg.db")));
     run(&job(&s(&input), "5m", "UTC", &db));
     let mut other = job(&s(&input), "1h", "UTC", &db);
-    let err = pulse_batch::run(&other, &pulse_batch::progress::Progress::new()).err();
+    let err = pulse_batch::run(&other, &pulse_batch::Progress::new()).err();
     assert!(matches!(err, Some(BatchError::State { .. })), "{err:?}");
     other.full = true;
     assert_eq!(run(&other).keys_updated, 1);
@@ -248,7 +248,7 @@ fn a_failed_commit_changes_nothing_and_the_rerun_counts_once() {
             hr("b", 99, "2025-06-01T10:06:00Z")
         ),
     );
-    let err = pulse_batch::run(&job, &pulse_batch::progress::Progress::new()).err();
+    let err = pulse_batch::run(&job, &pulse_batch::Progress::new()).err();
     assert!(matches!(err, Some(BatchError::State { .. })), "{err:?}");
     assert_eq!(
         blobs(&db_path),
@@ -326,13 +326,13 @@ fn a_sqlite_table_source_resumes_after_its_last_rowid() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(row, (2, 69.0, 70.0, "2025-05-31T23:00:00Z".to_owned()));
     let missing = pulse_batch::run(
-        &crate::common::job(
+        &super::common::job(
             &format!("sqlite:{}?table=nope", s(&src)),
             "1d",
             "UTC",
             &s(&path(&dir, "o.jsonl")),
         ),
-        &pulse_batch::progress::Progress::new(),
+        &pulse_batch::Progress::new(),
     )
     .err();
     assert!(

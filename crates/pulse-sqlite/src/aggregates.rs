@@ -1,5 +1,6 @@
 //! [`LocalStore`]: the [`AggregateStore`] of one Pulse instance — a SQLite
-//! [`StateStore`] per job, `aggregates-<job>.db` in a directory.
+//! [`SqliteState`] per job, `aggregates-<job>.db` in a directory, with the job's
+//! checkpoint under `log:<job>`.
 //!
 //! Each call opens the job's file on the blocking pool (SQLite must not block the async
 //! runtime), so there is no connection to share between calls; opening costs far less
@@ -9,15 +10,18 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use pulse_batch::BatchError;
+use pulse_batch::Merged;
+use pulse_batch::Metric;
+use pulse_batch::Stats;
+use pulse_batch::WindowSet;
+use pulse_batch::{
+    log_source_id, AggregateQuery, AggregateStore, Checkpoint, Commit, Cursor, StateStore,
+    StoredRow,
+};
 use rusqlite::{params, Connection, OpenFlags};
 
-use crate::catalog::Metric;
-use crate::error::BatchError;
-use crate::sink::sqlite::StateStore;
-use crate::state::Stats;
-use crate::store::{parse_offset, AggregateQuery, AggregateStore, Checkpoint, StoredRow};
-use crate::table::Merged;
-use crate::window::WindowSet;
+use crate::batch::SqliteState;
 
 const SELECT: &str = r#"SELECT user_id, metric, "window", start_us, end_us, count, sum, avg,
     min, max, stddev, p50, p95, p99 FROM aggregates
@@ -55,10 +59,16 @@ impl AggregateStore for LocalStore {
     async fn checkpoint(&self, job: &str, windows: &WindowSet) -> Result<Checkpoint, BatchError> {
         let (path, job, windows) = (self.path_of(job), job.to_owned(), windows.clone());
         blocking(move || {
-            let store = StateStore::open(&path)?;
+            let store = SqliteState::open(&path)?;
             store.check_windows(&windows)?;
-            let done = match store.checkpoint(&crate::source::log::source_id(&job))? {
-                Some(text) => parse_offset(&job, &text)?,
+            let done = match store.checkpoint(&log_source_id(&job))? {
+                Some(Cursor::Offset(done)) => done,
+                Some(Cursor::File(_)) => {
+                    return Err(BatchError::State {
+                        path,
+                        reason: format!("the checkpoint of job {job} is not an offset"),
+                    })
+                }
                 None => 0,
             };
             Ok(Checkpoint {
@@ -77,7 +87,33 @@ impl AggregateStore for LocalStore {
         to: u64,
     ) -> Result<u64, BatchError> {
         let (path, job) = (self.path_of(job), job.to_owned());
-        blocking(move || StateStore::open(&path)?.commit_offset(&delta, &job, from, to)).await
+        blocking(move || {
+            let (source, from, to) = (
+                log_source_id(&job),
+                Cursor::Offset(from),
+                Cursor::Offset(to),
+            );
+            let commit = Commit {
+                source: &source,
+                from: Some(&from),
+                to: &to,
+                reset: false,
+            };
+            SqliteState::open(&path)?
+                .commit(&delta, commit)
+                .map_err(|err| match err {
+                    // The store names the checkpoint by its key; callers know the job.
+                    BatchError::CheckpointMoved {
+                        expected, found, ..
+                    } => BatchError::CheckpointMoved {
+                        job,
+                        expected,
+                        found,
+                    },
+                    other => other,
+                })
+        })
+        .await
     }
 
     async fn query(&self, job: &str, query: &AggregateQuery) -> Result<Vec<StoredRow>, BatchError> {
@@ -86,7 +122,7 @@ impl AggregateStore for LocalStore {
             if !path.exists() {
                 return Ok(Vec::new());
             }
-            read(&path, &query).map_err(|e| BatchError::sqlite(&path, e))?
+            read(&path, &query).map_err(|e| crate::batch::error(&path, e))?
         })
         .await
     }

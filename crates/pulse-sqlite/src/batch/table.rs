@@ -3,32 +3,53 @@
 //! an incremental run reads only rows inserted since (tables are expected to be
 //! append-only; updating an old row is not seen).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use pulse_batch::Aggregator;
+use pulse_batch::BatchError;
+use pulse_batch::Position;
+use pulse_batch::Progress;
+use pulse_batch::{validate_table_name, Input, TableSource};
+use pulse_batch::{RawReading, RawValue};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
-use crate::aggregator::Aggregator;
-use crate::error::BatchError;
-use crate::progress::Progress;
-use crate::reading::{RawReading, RawValue};
-use crate::rejects::Position;
-
 const PROGRESS_EVERY: u64 = 16 * 1024;
 
-/// Checks a table name: `[A-Za-z_][A-Za-z0-9_]*`, at most 64 characters (it is spliced
-/// into SQL, so nothing else is allowed).
-pub fn validate_table_name(name: &str) -> Result<(), BatchError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(BatchError::InvalidSpec(format!(
-            "table name {name:?}: expected letters, digits and _"
-        )))
+/// A readings table of a SQLite database (`sqlite:PATH?table=NAME`).
+#[derive(Clone, Debug)]
+pub struct SqliteTable {
+    path: PathBuf,
+    table: String,
+}
+
+impl SqliteTable {
+    /// The table `table` of the database at `path` (checked when read, not here).
+    pub fn new(path: &Path, table: &str) -> Result<Self, BatchError> {
+        validate_table_name(table)?;
+        Ok(Self {
+            path: path.to_owned(),
+            table: table.to_owned(),
+        })
+    }
+}
+
+impl TableSource for SqliteTable {
+    fn source_id(&self) -> String {
+        Input::Table {
+            path: self.path.clone(),
+            table: self.table.clone(),
+        }
+        .source_id()
+    }
+
+    fn aggregate(
+        &self,
+        after: i64,
+        agg: &mut Aggregator<'_>,
+        progress: &Progress,
+    ) -> Result<i64, BatchError> {
+        aggregate_table(&self.path, &self.table, after, agg, progress)
     }
 }
 
@@ -45,7 +66,7 @@ fn text(value: ValueRef<'_>) -> Option<std::borrow::Cow<'_, [u8]>> {
 
 /// Aggregates the rows with a rowid above `after`; returns the largest rowid read
 /// (`after` when there was none).
-pub fn aggregate_table(
+fn aggregate_table(
     path: &Path,
     table: &str,
     after: i64,
@@ -60,7 +81,7 @@ pub fn aggregate_table(
             std::io::Error::from(std::io::ErrorKind::NotFound),
         ));
     }
-    let sql_err = |e| BatchError::sqlite(path, e);
+    let sql_err = |e| super::error(path, e);
     let conn =
         Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql_err)?;
     let mut columns = Vec::new();

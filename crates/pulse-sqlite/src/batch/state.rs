@@ -1,25 +1,27 @@
 //! The SQLite state store: the `aggregates` table (one row per key, readable with plain
 //! SQL, plus the mergeable state as a blob) and the checkpoint of every source.
 //!
-//! [`StateStore::commit`] merges a run's new states into the stored ones — touching only
-//! the keys the run saw, so late readings re-open only their windows — and records the
-//! source position, all in one transaction: a crash before the commit leaves the previous
-//! aggregates and checkpoint, a crash after it leaves the new ones, and no reading is
-//! counted twice. The same store serves as the `sqlite:` output and as `--state`.
+//! [`SqliteState::commit`](StateStore::commit) merges a run's new states into the stored
+//! ones — touching only the keys the run saw, so late readings re-open only their
+//! windows — and moves the source's checkpoint (a [`Cursor`], stored as its text), all in
+//! one transaction and only if the checkpoint is still where the run started: a crash
+//! before the commit leaves the previous aggregates and checkpoint, a crash after it
+//! leaves the new ones, and no reading is counted twice. The same store serves as the
+//! `sqlite:` output, as `--state`, and per job as [`LocalStore`](crate::LocalStore).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use pulse_batch::failpoint;
+use pulse_batch::time::format_rfc3339;
+use pulse_batch::BatchError;
+use pulse_batch::Merged;
+use pulse_batch::Metric;
+use pulse_batch::Row;
+use pulse_batch::WindowSet;
+use pulse_batch::{AggState, Stats};
+use pulse_batch::{Commit, Cursor, StateStore};
 use rusqlite::{params, Connection, OptionalExtension};
-
-use crate::catalog::Metric;
-use crate::error::BatchError;
-use crate::failpoint;
-use crate::row::Row;
-use crate::state::{AggState, Stats};
-use crate::table::Merged;
-use crate::time::format_rfc3339;
-use crate::window::WindowSet;
 
 const SCHEMA_VERSION: &str = "1";
 
@@ -71,14 +73,14 @@ const SELECT_ROWS: &str = r#"SELECT user_id, metric, "window", start_us, end_us,
     ORDER BY user_id, metric, "window", window_start"#;
 
 /// A SQLite database holding aggregate state and checkpoints.
-pub struct StateStore {
+pub struct SqliteState {
     conn: Connection,
     path: PathBuf,
 }
 
-impl std::fmt::Debug for StateStore {
+impl std::fmt::Debug for SqliteState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StateStore")
+        f.debug_struct("SqliteState")
             .field("path", &self.path)
             .finish()
     }
@@ -104,10 +106,25 @@ fn wal_mode(conn: &Connection) -> rusqlite::Result<()> {
     }
 }
 
-impl StateStore {
+/// The checkpoint text of `source` as a cursor; text no Pulse wrote is refused.
+fn decode(source: &str, text: &str) -> Result<Cursor, BatchError> {
+    Cursor::decode(text).ok_or_else(|| BatchError::InputChanged {
+        path: source.to_owned(),
+        reason: "the stored position is not readable".to_owned(),
+    })
+}
+
+/// Whether the stored checkpoint is the one a run started from. Offset 0 means "nothing
+/// consumed" in every store, stored or not.
+fn unmoved(stored: Option<&Cursor>, from: Option<&Cursor>) -> bool {
+    let norm = |c: Option<&Cursor>| c.filter(|c| **c != Cursor::Offset(0)).cloned();
+    norm(stored) == norm(from)
+}
+
+impl SqliteState {
     /// Opens (or creates) the store at `path`.
-    pub fn open(path: &Path) -> Result<StateStore, BatchError> {
-        let err = |e| BatchError::sqlite(path, e);
+    pub fn open(path: &Path) -> Result<SqliteState, BatchError> {
+        let err = |e| super::error(path, e);
         let mut conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
         wal_mode(&conn).map_err(err)?;
@@ -125,7 +142,7 @@ impl StateStore {
         )
         .map_err(err)?;
         tx.commit().map_err(err)?;
-        let store = StateStore {
+        let store = SqliteState {
             conn,
             path: path.to_owned(),
         };
@@ -150,7 +167,7 @@ impl StateStore {
     }
 
     fn sql(&self, e: rusqlite::Error) -> BatchError {
-        BatchError::sqlite(&self.path, e)
+        super::error(&self.path, e)
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>, BatchError> {
@@ -158,32 +175,6 @@ impl StateStore {
             .query_row(
                 "SELECT value FROM pulse_batch_meta WHERE key = ?1",
                 [key],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.sql(e))
-    }
-
-    /// Refuses a store built for other windows or another time zone.
-    pub fn check_windows(&self, windows: &WindowSet) -> Result<(), BatchError> {
-        match self.meta("windows")? {
-            Some(stored) if stored != windows.describe() => Err(BatchError::State {
-                path: self.path.clone(),
-                reason: format!(
-                    "it holds windows {stored}, not {}; run with --full to rebuild it",
-                    windows.describe()
-                ),
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// The stored position of `source`, if any.
-    pub fn checkpoint(&self, source: &str) -> Result<Option<String>, BatchError> {
-        self.conn
-            .query_row(
-                "SELECT position FROM pulse_batch_checkpoints WHERE source = ?1",
-                [source],
                 |r| r.get(0),
             )
             .optional()
@@ -205,51 +196,22 @@ impl StateStore {
         Ok(self.len()? == 0)
     }
 
-    /// In one transaction: optionally clears everything (`reset`, for `--full`), merges
-    /// every state of `delta` into the stored state of its key and records `position` as
-    /// the checkpoint of `source`. Returns the keys written.
-    pub fn commit(
-        &mut self,
-        delta: &Merged,
-        source: &str,
-        position: &str,
-        reset: bool,
-    ) -> Result<u64, BatchError> {
-        self.write(delta, source, position, reset, None)
-    }
-
-    /// Like [`commit`](Self::commit) for the log job `job` (checkpoint `log:<job>`), as a
-    /// compare-and-set: moves the checkpoint from offset `from` (0: none stored) to `to`
-    /// only if it is still `from`, else fails with [`BatchError::CheckpointMoved`] and
-    /// writes nothing.
-    pub fn commit_offset(
-        &mut self,
-        delta: &Merged,
-        job: &str,
-        from: u64,
-        to: u64,
-    ) -> Result<u64, BatchError> {
-        let source = crate::source::log::source_id(job);
-        self.write(delta, &source, &to.to_string(), false, Some((job, from)))
-    }
-
-    fn write(
-        &mut self,
-        delta: &Merged,
-        source: &str,
-        position: &str,
-        reset: bool,
-        expected: Option<(&str, u64)>,
-    ) -> Result<u64, BatchError> {
+    fn write(&mut self, delta: &Merged, commit: Commit<'_>) -> Result<u64, BatchError> {
+        let Commit {
+            source,
+            from,
+            to,
+            reset,
+        } = commit;
         let path = self.path.clone();
-        let err = |e| BatchError::sqlite(&path, e);
+        let err = |e| super::error(&path, e);
         // IMMEDIATE: the checkpoint read below and the writes share one write lock, so
         // a concurrent commit waits (busy timeout) instead of failing on upgrade.
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
-        if let Some((job, from)) = expected {
+        if !reset {
             let stored: Option<String> = tx
                 .query_row(
                     "SELECT position FROM pulse_batch_checkpoints WHERE source = ?1",
@@ -258,15 +220,12 @@ impl StateStore {
                 )
                 .optional()
                 .map_err(err)?;
-            let found = match stored {
-                Some(text) => crate::store::parse_offset(job, &text)?,
-                None => 0,
-            };
-            if found != from {
+            let stored = stored.map(|text| decode(source, &text)).transpose()?;
+            if !unmoved(stored.as_ref(), from) {
                 return Err(BatchError::CheckpointMoved {
-                    job: job.to_owned(),
-                    expected: from,
-                    found,
+                    job: source.to_owned(),
+                    expected: from.map_or(0, Cursor::offset),
+                    found: stored.as_ref().map_or(0, Cursor::offset),
                 });
             }
         }
@@ -341,7 +300,7 @@ impl StateStore {
         let now = format_rfc3339(chrono::Utc::now().timestamp_micros());
         tx.execute(
             "INSERT OR REPLACE INTO pulse_batch_checkpoints (source, position, updated_at) VALUES (?1, ?2, ?3)",
-            params![source, position, now],
+            params![source, to.encode(), now],
         )
         .map_err(err)?;
         tx.execute(
@@ -353,16 +312,47 @@ impl StateStore {
         tx.commit().map_err(err)?;
         Ok(written)
     }
+}
 
-    /// Calls `f` with every stored row, in output order.
-    pub fn for_each_row(
+impl StateStore for SqliteState {
+    fn check_windows(&self, windows: &WindowSet) -> Result<(), BatchError> {
+        match self.meta("windows")? {
+            Some(stored) if stored != windows.describe() => Err(BatchError::State {
+                path: self.path.clone(),
+                reason: format!(
+                    "it holds windows {stored}, not {}; run with --full to rebuild it",
+                    windows.describe()
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn checkpoint(&self, source: &str) -> Result<Option<Cursor>, BatchError> {
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT position FROM pulse_batch_checkpoints WHERE source = ?1",
+                [source],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        text.map(|text| decode(source, &text)).transpose()
+    }
+
+    fn commit(&mut self, delta: &Merged, commit: Commit<'_>) -> Result<u64, BatchError> {
+        self.write(delta, commit)
+    }
+
+    fn for_each_row(
         &self,
-        mut f: impl FnMut(&Row<'_>) -> Result<(), BatchError>,
+        f: &mut dyn FnMut(&Row<'_>) -> Result<(), BatchError>,
     ) -> Result<(), BatchError> {
         let mut stmt = self.conn.prepare(SELECT_ROWS).map_err(|e| self.sql(e))?;
         let mut rows = stmt.query([]).map_err(|e| self.sql(e))?;
         while let Some(r) = rows.next().map_err(|e| self.sql(e))? {
-            let get_err = |e| BatchError::sqlite(&self.path, e);
+            let get_err = |e| super::error(&self.path, e);
             let user_id: String = r.get(0).map_err(get_err)?;
             let metric: String = r.get(1).map_err(get_err)?;
             let window: String = r.get(2).map_err(get_err)?;

@@ -1,10 +1,10 @@
 //! The per-job SQLite stores of one instance pass the `AggregateStore` checks every store
-//! passes (`pulse_batch::store::contract`).
+//! passes (`pulse_batch::contract`).
 
 use std::sync::Arc;
 
-use pulse_batch::sink::local::LocalStore;
-use pulse_batch::store::contract;
+use pulse_batch::contract;
+use pulse_sqlite::LocalStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_commit_from_the_same_checkpoint_changes_nothing() {
