@@ -19,7 +19,10 @@ pub mod metrics;
 pub mod pattern;
 pub mod redact;
 
-pub use bus::{Bus, BusBuilder, BusError, PublishError, Published, SubscribeOptions, Subscription};
+pub use bus::{
+    Bus, BusBuilder, BusError, Durability, PublishError, Published, RetryPolicy, SubscribeOptions,
+    Subscription,
+};
 pub use error_chain::error_chain;
 pub use event::{Event, EventError};
 pub use id::new_event_id;

@@ -121,15 +121,9 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
-/// How events of some types are kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// Appended to the log and committed before the publish is answered.
-    Persistent,
-    /// Dispatched to live subscribers only, lost on a crash (at most once).
-    Memory,
-}
+/// How events of some types are kept: pulse-core's one definition, spelled `"persistent"`
+/// or `"memory"` in the file.
+pub use pulse_core::Durability;
 
 /// One durability rule.
 #[derive(Clone, Debug)]

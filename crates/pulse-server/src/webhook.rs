@@ -1,7 +1,9 @@
 //! Webhook subscriptions: each one is a consumer group plus a delivery worker that POSTs
 //! every event (structured mode) to a URL. A 2xx answer acks; anything else, a timeout
 //! or a refused connection nacks with the subscription's backoff, and the group
-//! dead-letters the event after `max_deliver` attempts.
+//! dead-letters the event after `max_deliver` attempts. `max_deliver` and `backoff_ms` are
+//! the spelling of a [`RetryPolicy`] with listed delays: the same retry model as the
+//! bus's subscriptions.
 //!
 //! Subscriptions created over the API are kept in `webhooks.json` in the data directory
 //! (written to a temporary file and renamed, so a crash leaves the old or the new list);
@@ -20,7 +22,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use parking_lot::Mutex;
-use pulse_core::{Delivery, EventLog, GroupConfig, LogError, NackOutcome, Pattern};
+use pulse_core::{Delivery, EventLog, GroupConfig, LogError, NackOutcome, Pattern, RetryPolicy};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -97,10 +99,15 @@ impl WebhookSpec {
         })
     }
 
+    /// How failed deliveries are retried: `max_deliver` attempts, `backoff_ms` between them.
+    pub fn retry(&self) -> RetryPolicy {
+        let delays = self.backoff_ms.iter().map(|&ms| Duration::from_millis(ms));
+        RetryPolicy::with_delays(self.max_deliver, delays.collect())
+    }
+
     /// The delay before redelivering after failed attempt `attempt` (from 1).
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let i = (attempt.max(1) as usize - 1).min(self.backoff_ms.len().saturating_sub(1));
-        Duration::from_millis(self.backoff_ms.get(i).copied().unwrap_or(1_000))
+        self.retry().backoff(attempt)
     }
 }
 
@@ -277,8 +284,9 @@ impl Webhooks {
     }
 
     async fn launch(&self, spec: WebhookSpec) -> Result<(), ApiError> {
+        let retry = spec.retry();
         let mut config = GroupConfig::new(spec.pattern.clone());
-        config.max_deliver = spec.max_deliver;
+        config.max_deliver = retry.max_attempts;
         config.ack_wait = self.inner.defaults.ack_wait.max(DELIVERY_TIMEOUT * 2);
         match self
             .inner
@@ -310,6 +318,7 @@ impl Webhooks {
             client: self.inner.client.clone(),
             metrics: DeliveryMetrics::new(Some(&spec.group), Transport::Webhook),
             spec: spec.clone(),
+            retry,
             stop: stop.clone(),
         };
         self.inner.tasks.spawn(worker.run());
@@ -351,6 +360,7 @@ struct Worker {
     log: Arc<dyn EventLog>,
     client: reqwest::Client,
     spec: WebhookSpec,
+    retry: RetryPolicy,
     stop: CancellationToken,
     metrics: DeliveryMetrics,
 }
@@ -412,7 +422,7 @@ impl Worker {
             .nack(
                 &self.spec.group,
                 offset,
-                self.spec.backoff(d.attempt),
+                self.retry.backoff_with_jitter(d.attempt),
                 &reason,
             )
             .await

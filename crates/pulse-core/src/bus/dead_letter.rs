@@ -1,20 +1,23 @@
-//! Where events go when a subscription gives up on them: the [`DeadLetterSink`] trait and
-//! the in-memory [`MemoryDeadLetters`] that a bus uses unless told otherwise.
+//! The dead letters of live subscriptions: [`MemoryDeadLetters`], the newest records kept
+//! in memory, and the [`DeadLetterRecord`] each one is.
 //!
-//! The sink is a trait so that a durable log can take dead letters (they then survive a
-//! restart and can be redriven); the bus only needs "store this record".
+//! Only deliveries that are at most once end here: a live subscription handles events
+//! dispatched by `publish`, which a restart loses anyway, so their dead letters are kept
+//! in memory for inspection. A group subscription's dead letters are the log's own
+//! (`EventLog::dead_letters`), stored with the group, durable and redrivable like those
+//! of every other consumer of the log.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 
 use super::subscription::SubscriptionId;
-use crate::{Event, Pattern};
+use crate::event::Event;
+use crate::pattern::Pattern;
 
-/// An event a subscription failed to handle `attempts` times.
+/// An event a live subscription failed to handle `attempts` times.
 #[derive(Clone, Debug)]
 pub struct DeadLetterRecord {
     /// The event.
@@ -31,22 +34,6 @@ pub struct DeadLetterRecord {
     pub attempts: u32,
     /// When the last attempt failed.
     pub failed_at: DateTime<Utc>,
-}
-
-/// Why a sink could not take a record.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DeadLetterError {
-    /// The sink's storage failed.
-    #[error("dead-letter sink failed: {0}")]
-    Sink(String),
-}
-
-/// Takes the events that subscriptions give up on.
-#[async_trait]
-pub trait DeadLetterSink: Send + Sync + 'static {
-    /// Stores one record. On error the bus logs it and counts the event as dead-lettered.
-    async fn dead_letter(&self, record: DeadLetterRecord) -> Result<(), DeadLetterError>;
 }
 
 /// Dead letters kept in memory, the newest `capacity` of them.
@@ -90,6 +77,16 @@ impl MemoryDeadLetters {
         self.state.lock().records.drain(..).collect()
     }
 
+    /// Keeps one record, dropping the oldest when full.
+    pub(crate) fn store(&self, record: DeadLetterRecord) {
+        let mut state = self.state.lock();
+        if state.records.len() == self.capacity {
+            state.records.pop_front();
+            state.evicted += 1;
+        }
+        state.records.push_back(record);
+    }
+
     /// How many records were dropped because the store was full.
     pub fn evicted(&self) -> u64 {
         self.state.lock().evicted
@@ -99,19 +96,6 @@ impl MemoryDeadLetters {
 impl Default for MemoryDeadLetters {
     fn default() -> Self {
         Self::new(Self::DEFAULT_CAPACITY)
-    }
-}
-
-#[async_trait]
-impl DeadLetterSink for MemoryDeadLetters {
-    async fn dead_letter(&self, record: DeadLetterRecord) -> Result<(), DeadLetterError> {
-        let mut state = self.state.lock();
-        if state.records.len() == self.capacity {
-            state.records.pop_front();
-            state.evicted += 1;
-        }
-        state.records.push_back(record);
-        Ok(())
     }
 }
 
@@ -131,11 +115,11 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn keeps_the_newest_records() {
+    #[test]
+    fn keeps_the_newest_records() {
         let sink = MemoryDeadLetters::new(2);
         for n in 1..=3 {
-            sink.dead_letter(record(n)).await.unwrap();
+            sink.store(record(n));
         }
         let kept: Vec<u32> = sink.records().iter().map(|r| r.attempts).collect();
         assert_eq!(kept, [2, 3]);

@@ -1,7 +1,9 @@
 //! What can go wrong when publishing or subscribing.
 
 use super::subscription::SubscriptionId;
-use crate::{EventError, LogError, PatternError};
+use crate::event::EventError;
+use crate::log::LogError;
+use crate::pattern::PatternError;
 
 /// Why a publish failed.
 #[derive(Debug, thiserror::Error)]
@@ -53,4 +55,11 @@ pub enum BusError {
     /// The bus was shut down.
     #[error("the bus is shut down")]
     ShutDown,
+    /// A group subscription was asked of a bus that has no event log.
+    #[error("a group subscription needs a bus built with an event log (BusBuilder::log)")]
+    NoLog,
+    /// The log refused or failed to make the group (a bad group name, the group's
+    /// pattern, an unavailable backend).
+    #[error("consumer group: {0}")]
+    Log(#[from] LogError),
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use crate::Event;
+use crate::event::Event;
 
 /// The error a handler returns; any `std::error::Error` converts into it with `?`.
 ///

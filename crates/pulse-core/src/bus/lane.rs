@@ -20,7 +20,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::Event;
+use crate::event::Event;
 
 /// Most events a worker takes from its lane at once.
 pub(crate) const MAX_BATCH: usize = 256;

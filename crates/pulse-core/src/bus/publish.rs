@@ -1,5 +1,6 @@
 //! Publishing: validate, stamp the time, append persistent events to the log, then
-//! queue each event for every subscription its type routes to.
+//! queue each event for every live subscription its type routes to (group subscriptions
+//! receive persistent events from the log).
 //!
 //! A run of events of one type is routed once and pushed to each lane under one lock;
 //! the last subscription of a route receives the events themselves, the others clones of
@@ -12,11 +13,14 @@ use std::time::Instant;
 
 use chrono::Utc;
 
+use super::error::PublishError;
+use super::handle::Bus;
 use super::lane::{Entry, PushError};
+use super::options::{Durability, OverflowPolicy, PublishOptions};
 use super::router::Route;
 use super::subscription::SubShared;
-use super::{Bus, Durability, OverflowPolicy, PublishError, PublishOptions};
-use crate::{Event, EventLog, LogError};
+use crate::event::Event;
+use crate::log::{EventLog, LogError};
 
 /// What publishing one event did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -114,8 +118,8 @@ impl Bus {
             event.time.get_or_insert(now);
         }
         let mut results = vec![Published::default(); events.len()];
-        let may_persist = inner.log.is_some() && options.durability != Durability::Memory;
-        if may_persist || options.durability == Durability::Persistent {
+        let may_persist = inner.log.is_some() && options.durability != Some(Durability::Memory);
+        if may_persist || options.durability == Some(Durability::Persistent) {
             self.append_batch(&events, options, &mut results).await?;
         }
         let mut entries: Vec<Entry> = events
@@ -192,11 +196,11 @@ impl Bus {
         route: &Route,
     ) -> Result<Option<&Arc<dyn EventLog>>, PublishError> {
         match (options.durability, &self.inner.log) {
-            (Durability::Memory, _) => Ok(None),
-            (Durability::Persistent, None) => Err(PublishError::NoLog),
-            (Durability::Persistent, Some(log)) => Ok(Some(log)),
-            (Durability::Default, Some(log)) if !route.memory_only => Ok(Some(log)),
-            (Durability::Default, _) => Ok(None),
+            (Some(Durability::Memory), _) => Ok(None),
+            (Some(Durability::Persistent), None) => Err(PublishError::NoLog),
+            (Some(Durability::Persistent), Some(log)) => Ok(Some(log)),
+            (None, Some(log)) if !route.memory_only => Ok(Some(log)),
+            (None, _) => Ok(None),
         }
     }
 

@@ -7,6 +7,9 @@
 //! unsubscribing clears the cache under the write lock, so an event published after
 //! `subscribe` returns always sees the new subscription. The cache is bounded: when it
 //! holds too many types (a publisher inventing types) it starts over.
+//!
+//! Group subscriptions are registered here too, so that shutdown and statistics see every
+//! subscription, but never routed: their events come from the log.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +17,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use super::subscription::{SubShared, SubscriptionId};
-use crate::Pattern;
+use crate::pattern::Pattern;
 
 /// The most event types whose routes are cached.
 const MAX_CACHED_TYPES: usize = 4096;
@@ -63,7 +66,7 @@ impl Router {
             subscriptions: table
                 .subscriptions
                 .iter()
-                .filter(|s| s.pattern.matches(ty))
+                .filter(|s| s.is_live() && s.pattern.matches(ty))
                 .cloned()
                 .collect(),
             memory_only: self.memory_only.iter().any(|p| p.matches(ty)),
@@ -89,7 +92,7 @@ impl Router {
         table.cache.clear();
     }
 
-    /// Every live subscription.
+    /// Every subscription, live or group.
     pub(crate) fn subscriptions(&self) -> Vec<Arc<SubShared>> {
         self.table.read().subscriptions.clone()
     }
@@ -135,6 +138,12 @@ mod tests {
         let cached = router.route("health.reading.steps");
         assert!(Arc::ptr_eq(&cached, &router.route("health.reading.steps")));
 
+        router.insert(Arc::new(SubShared::for_group(
+            SubscriptionId(9),
+            "g".into(),
+            Pattern::parse(">").unwrap(),
+            CancellationToken::new(),
+        )));
         router.insert(sub(3, "health.reading.steps"));
         assert_eq!(router.cached(), 0);
         assert_eq!(ids(&router.route("health.reading.steps")), [1, 2, 3]);

@@ -1,9 +1,12 @@
 //! Graceful shutdown: stop intake, let the workers drain, give up at the deadline.
+//!
+//! Live subscriptions handle what is queued (retries included); group subscriptions stop
+//! fetching, finish the batch in hand and leave the rest to the log.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::Bus;
+use super::handle::Bus;
 
 /// What [`Bus::shutdown`] achieved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,13 +23,15 @@ pub struct ShutdownReport {
 impl Bus {
     /// Stops intake and drains: from now on `publish` and `subscribe` fail with a
     /// `ShutDown` error, and the subscriptions handle what is queued and in progress
-    /// (retries included) until `timeout` has passed. Workers still busy then are
+    /// (retries included) until `timeout` has passed; group subscriptions stop fetching
+    /// and settle the deliveries in hand. Workers still busy then are
     /// stopped, and their events counted in [`ShutdownReport::left`].
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         let inner = &self.inner;
         inner.closed.store(true, Ordering::SeqCst);
         let subscriptions = inner.router.subscriptions();
         let before: u64 = subscriptions.iter().map(|s| s.finished()).sum();
+        inner.draining.cancel();
         for sub in &subscriptions {
             for lane in sub.lanes.iter() {
                 lane.close();

@@ -1,8 +1,13 @@
 //! A subscription: its shared state (lanes, counters), read by publishers through the
 //! router and by its workers, and the [`Subscription`] handle the subscriber keeps.
 //!
-//! Dropping the handle unsubscribes, so a forgotten subscription cannot keep receiving
-//! (and queueing) events forever.
+//! A live subscription has one lane per unit of concurrency and is in the router; a group
+//! subscription has no lane and is not routed (its consumer fetches from the log) and
+//! counts what it holds in [`Fetched`]. Dropping the handle unsubscribes, so a forgotten
+//! subscription cannot keep receiving (and queueing) events forever.
+//!
+//! This file and `router.rs` import each other: the router is the registry of
+//! subscriptions, and the handle removes itself from the registry when dropped.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -11,10 +16,11 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::lane::Lane;
+use super::lane::{Lane, LaneSnapshot};
 use super::options::OverflowPolicy;
 use super::router::Router;
-use crate::{Event, Pattern};
+use crate::event::Event;
+use crate::pattern::Pattern;
 
 /// Identifies a subscription within its bus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,7 +48,7 @@ pub struct SubscriptionStats {
     pub failures: u64,
     /// Retries after a failed attempt.
     pub retries: u64,
-    /// Events handed to the dead-letter sink.
+    /// Events dead-lettered (into the bus's dead letters, or the log's for a group).
     pub dead_lettered: u64,
     /// Events dropped unhandled because the subscription ended.
     pub discarded: u64,
@@ -62,6 +68,30 @@ pub(crate) struct SubShared {
     /// Cancelled on unsubscribe, to cut retry backoffs short.
     pub(crate) cancel: CancellationToken,
     pub(crate) counters: Counters,
+    /// What a group subscription holds (live subscriptions count in their lanes).
+    pub(crate) fetched: Fetched,
+}
+
+/// The deliveries a group subscription has fetched and not yet settled.
+#[derive(Debug, Default)]
+pub(crate) struct Fetched {
+    accepted: AtomicU64,
+    finished: AtomicU64,
+    high_water: AtomicU64,
+}
+
+impl Fetched {
+    /// `n` more deliveries are held.
+    pub(crate) fn accept(&self, n: u64) {
+        let accepted = self.accepted.fetch_add(n, Ordering::Relaxed) + n;
+        let held = accepted.saturating_sub(self.finished.load(Ordering::Relaxed));
+        self.high_water.fetch_max(held, Ordering::Relaxed);
+    }
+
+    /// `n` held deliveries are settled (acked, nacked or released).
+    pub(crate) fn finish(&self, n: u64) {
+        self.finished.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// Counters updated by the workers, once per batch.
@@ -97,12 +127,32 @@ impl SubShared {
             stopped: AtomicBool::new(false),
             cancel,
             counters: Counters::default(),
+            fetched: Fetched::default(),
         }
+    }
+
+    /// The shared state of a group subscription: no lane, since it is never routed.
+    pub(crate) fn for_group(
+        id: SubscriptionId,
+        name: Box<str>,
+        pattern: Pattern,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            lanes: Box::default(),
+            ..Self::new(id, name, pattern, 1, 1, OverflowPolicy::Wait, cancel)
+        }
+    }
+
+    /// Whether `publish` feeds it (a group subscription reads the log instead).
+    pub(crate) fn is_live(&self) -> bool {
+        !self.lanes.is_empty()
     }
 
     /// The lane of `event`: one per subject, so a subject's events stay in order.
     pub(crate) fn lane_for(&self, event: &Event) -> usize {
         let n = self.lanes.len();
+        debug_assert!(n > 0, "only live subscriptions are routed");
         if n == 1 {
             return 0;
         }
@@ -131,6 +181,10 @@ impl SubShared {
             stats.high_water += snapshot.high_water;
             stats.accepted += snapshot.accepted;
         }
+        let fetched = self.fetched_snapshot();
+        stats.queued += fetched.held();
+        stats.high_water += fetched.high_water;
+        stats.accepted += fetched.accepted;
         let c = &self.counters;
         stats.delivered = c.delivered.load(Ordering::Relaxed);
         stats.failures = c.failures.load(Ordering::Relaxed);
@@ -142,12 +196,23 @@ impl SubShared {
 
     /// Events accepted and not finished yet (queued or in a worker's hands).
     pub(crate) fn unfinished(&self) -> u64 {
-        self.lanes.iter().map(|lane| lane.snapshot().held()).sum()
+        let lanes: u64 = self.lanes.iter().map(|lane| lane.snapshot().held()).sum();
+        lanes + self.fetched_snapshot().held()
     }
 
     /// Events finished with so far (handled, dead-lettered or discarded).
     pub(crate) fn finished(&self) -> u64 {
-        self.lanes.iter().map(|lane| lane.snapshot().finished).sum()
+        let lanes: u64 = self.lanes.iter().map(|lane| lane.snapshot().finished).sum();
+        lanes + self.fetched_snapshot().finished
+    }
+
+    fn fetched_snapshot(&self) -> LaneSnapshot {
+        let f = &self.fetched;
+        LaneSnapshot {
+            finished: f.finished.load(Ordering::Relaxed),
+            accepted: f.accepted.load(Ordering::Relaxed),
+            high_water: f.high_water.load(Ordering::Relaxed),
+        }
     }
 }
 

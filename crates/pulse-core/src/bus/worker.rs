@@ -1,5 +1,5 @@
-//! The task behind each lane of a subscription: take a batch, deliver each event in
-//! order, record metrics once per batch.
+//! The task behind each lane of a live subscription: take a batch, deliver each event in
+//! order (retrying in place), record metrics once per batch.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -7,13 +7,15 @@ use std::time::Instant;
 
 use chrono::Utc;
 
-use super::dead_letter::{DeadLetterRecord, DeadLetterSink};
-use super::delivery::{deliver, Outcome, RetryPolicy};
+use super::dead_letter::{DeadLetterRecord, MemoryDeadLetters};
+use super::delivery::{deliver, Outcome};
 use super::handler::Handler;
 use super::lane::{Entry, MAX_BATCH};
+use super::retry::RetryPolicy;
 use super::subscription::SubShared;
+use super::tally::Tally;
+use crate::event::Event;
 use crate::metrics::SubscriptionMetrics;
-use crate::Event;
 
 /// Everything one lane's worker needs.
 pub(crate) struct Worker<H> {
@@ -21,18 +23,8 @@ pub(crate) struct Worker<H> {
     pub(crate) subscription: Arc<SubShared>,
     pub(crate) lane: usize,
     pub(crate) retry: RetryPolicy,
-    pub(crate) dead_letters: Arc<dyn DeadLetterSink>,
+    pub(crate) dead_letters: Arc<MemoryDeadLetters>,
     pub(crate) metrics: SubscriptionMetrics,
-}
-
-/// What happened to the events of one batch.
-#[derive(Default)]
-struct Tally {
-    delivered: u64,
-    failures: u64,
-    retries: u64,
-    dead_lettered: u64,
-    discarded: u64,
 }
 
 impl<H: Handler> Worker<H> {
@@ -68,7 +60,7 @@ impl<H: Handler> Worker<H> {
             if unreported > 0 {
                 lane.add_finished(unreported);
             }
-            self.record(&tally, n, started);
+            tally.record(&self.metrics, &sub.counters, n, started);
             // A lane that never runs dry would otherwise never yield to the scheduler.
             tokio::task::coop::consume_budget().await;
         }
@@ -108,34 +100,8 @@ impl<H: Handler> Worker<H> {
                     attempts,
                     failed_at: Utc::now(),
                 };
-                if let Err(err) = self.dead_letters.dead_letter(record).await {
-                    tracing::error!(subscription = %sub.name, %err, "dead-letter sink failed");
-                }
+                self.dead_letters.store(record);
             }
-        }
-    }
-
-    fn record(&self, tally: &Tally, n: usize, started: Instant) {
-        let m = &self.metrics;
-        let c = &self.subscription.counters;
-        let add = |counter: &metrics::Counter, atomic: &std::sync::atomic::AtomicU64, v: u64| {
-            if v > 0 {
-                counter.increment(v);
-                atomic.fetch_add(v, Ordering::Relaxed);
-            }
-        };
-        add(&m.delivered, &c.delivered, tally.delivered);
-        add(&m.failures, &c.failures, tally.failures);
-        add(&m.retries, &c.retries, tally.retries);
-        add(&m.dead_lettered, &c.dead_lettered, tally.dead_lettered);
-        if tally.discarded > 0 {
-            c.discarded.fetch_add(tally.discarded, Ordering::Relaxed);
-        }
-        let handled = n as u64 - tally.discarded;
-        if handled > 0 {
-            // Truncation is fine: a batch holds at most MAX_BATCH events.
-            m.handler_duration
-                .record(started.elapsed().as_secs_f64() / handled as f64);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Integration tests of pulse-core, one binary.
 
 mod bus_backpressure;
+mod bus_group;
 mod bus_lifecycle;
 mod bus_metrics;
 mod bus_ordering;
