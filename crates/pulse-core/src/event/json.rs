@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use base64::Engine;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde_json::{Map, Value};
 
 use super::{invalid, shared_text, Event, EventError, RESERVED};
@@ -122,15 +122,27 @@ impl Event {
 }
 
 /// Parses an RFC 3339 timestamp into UTC.
+///
+/// The time must fall in the years 0000 to 9999 in UTC, the years RFC 3339 can write:
+/// events are written back in UTC, and an offset can move a time written in 9999 or
+/// 0000 past them (`9999-12-31T23:59:59-01:00`), which would be accepted and stored but
+/// never read back.
 pub fn parse_time(text: &str) -> Result<DateTime<Utc>, EventError> {
-    DateTime::parse_from_rfc3339(text)
+    let time = DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| {
             invalid(
                 "time",
                 format!("{text:?} is not an RFC 3339 timestamp: {e}"),
             )
-        })
+        })?;
+    if !(0..=9999).contains(&time.year()) {
+        return Err(invalid(
+            "time",
+            format!("{text:?} is outside the years 0000 to 9999 in UTC"),
+        ));
+    }
+    Ok(time)
 }
 
 fn encode_data(event: &Event, data: &[u8]) -> (&'static str, Value) {
@@ -139,10 +151,13 @@ fn encode_data(event: &Event, data: &[u8]) -> (&'static str, Value) {
             return ("data", value);
         }
     }
-    let is_text = event
-        .datacontenttype
-        .as_deref()
-        .is_some_and(|ct| ct.starts_with("text/"));
+    // A JSON content type (`text/json`, `text/x+json`) whose data is not JSON cannot go
+    // as a string: a string under `data` of a JSON event decodes as that JSON value.
+    let is_text = !event.is_json()
+        && event
+            .datacontenttype
+            .as_deref()
+            .is_some_and(|ct| ct.starts_with("text/"));
     match std::str::from_utf8(data) {
         Ok(text) if is_text => ("data", text.into()),
         _ => (
@@ -214,6 +229,42 @@ mod tests {
         let value = text.to_json_value();
         assert_eq!(value["data"], "hello");
         assert_eq!(Event::from_json_value(value).unwrap(), text);
+    }
+
+    #[test]
+    fn a_time_past_the_rfc_3339_years_in_utc_is_refused() {
+        // Found by fuzzing (cloudevents_structured): accepted, then unreadable as
+        // `+10000-01-01T22:59:59Z` in the event's own JSON form.
+        for text in ["9999-12-31T23:59:59-01:00", "0000-01-01T00:00:00+00:01"] {
+            assert!(
+                matches!(parse_time(text), Err(EventError::InvalidAttribute { .. })),
+                "{text}"
+            );
+        }
+        for text in [
+            "9999-12-31T23:59:59Z",
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59+01:00",
+        ] {
+            let event = Event::new("a.b").with_time(parse_time(text).unwrap());
+            assert_eq!(
+                Event::from_json_value(event.to_json_value()).unwrap(),
+                event
+            );
+        }
+    }
+
+    #[test]
+    fn text_json_data_that_is_not_json_round_trips() {
+        // Found by fuzzing (cloudevents_binary): `text/+json` with the body `hello` came
+        // back as the JSON string `"hello"`.
+        for ct in ["text/+json; charset=utf-8", "text/json"] {
+            let event = Event::new("a.b").with_data(ct, "hello");
+            assert_eq!(
+                Event::from_json_value(event.to_json_value()).unwrap(),
+                event
+            );
+        }
     }
 
     #[test]
