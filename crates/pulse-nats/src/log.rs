@@ -114,9 +114,9 @@ impl NatsLog {
             subjects: vec![names.stream_subjects()],
             storage,
             duplicate_window: options.duplicate_window,
-            max_age: options.max_age.unwrap_or_default(),
-            max_messages: limit(options.max_events),
-            max_bytes: limit(options.max_bytes),
+            max_age: options.retention.max_age.unwrap_or_default(),
+            max_messages: limit(options.retention.max_events),
+            max_bytes: limit(options.retention.max_bytes),
             allow_direct: true,
             description: Some(format!(
                 "Pulse event log; {PARTITIONS_TAG}{}",

@@ -26,9 +26,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::codec::STRUCTURED;
-use crate::config::GroupDefaults;
 use crate::error::ApiError;
 use crate::metrics::{DeliveryMetrics, Transport, WEBHOOK_DELIVERIES, WEBHOOK_FAILURES};
+use crate::state::GroupDefaults;
 
 const FILE: &str = "webhooks.json";
 const DEFAULT_BACKOFF_MS: [u64; 3] = [1_000, 5_000, 30_000];
