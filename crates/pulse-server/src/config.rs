@@ -21,8 +21,7 @@ use serde::Deserialize;
 
 use crate::auth::{ApiKey, KeyRing};
 use crate::jobs::JobSpec;
-use crate::state::GroupDefaults;
-use crate::webhook::WebhookSpec;
+use crate::webhook::{GroupDefaults, WebhookSpec};
 
 /// Why a configuration was rejected.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,6 @@
 //! background machinery (webhooks, jobs, shutdown).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use pulse_core::EventLog;
@@ -13,7 +12,7 @@ use crate::auth::KeyRing;
 use crate::config::{DurabilityRule, Limits};
 use crate::jobs::Jobs;
 use crate::live::Live;
-use crate::webhook::Webhooks;
+use crate::webhook::{GroupDefaults, Webhooks};
 
 /// Shared by every request; cheap to clone.
 #[derive(Clone)]
@@ -40,22 +39,4 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Long-lived tasks (WebSocket sessions) the drain waits for.
     pub tasks: TaskTracker,
-}
-
-/// Consumer group defaults for groups the server creates (WebSocket, SSE, webhooks).
-#[derive(Clone, Debug)]
-pub struct GroupDefaults {
-    /// How long a delivery may stay unacknowledged before it is redelivered.
-    pub ack_wait: Duration,
-    /// Deliveries before an event is dead-lettered.
-    pub max_deliver: u32,
-}
-
-impl Default for GroupDefaults {
-    fn default() -> Self {
-        Self {
-            ack_wait: Duration::from_secs(30),
-            max_deliver: 5,
-        }
-    }
 }

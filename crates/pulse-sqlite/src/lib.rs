@@ -18,15 +18,16 @@
 
 mod checkpoint;
 mod codec;
-mod dead_letters;
+mod dead_letter;
 mod error;
-mod groups;
+mod group;
 mod log;
 pub mod metrics;
 mod options;
 mod reader;
 mod retention;
 mod schema;
+mod shared;
 mod size;
 mod stats;
 mod writer;
