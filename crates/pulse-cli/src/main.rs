@@ -3,6 +3,7 @@
 
 mod aggregate;
 mod bench;
+mod config;
 mod generate;
 mod log_cmd;
 mod serve;

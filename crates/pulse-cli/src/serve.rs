@@ -17,10 +17,11 @@ use anyhow::Context;
 use pulse_core::{redact, EventLog};
 use pulse_nats::{NatsLog, NatsOptions};
 use pulse_postgres::{PostgresLog, PostgresOptions};
-use pulse_server::config::LogBackend;
 use pulse_server::jobs::SharedJobs;
-use pulse_server::{Config, Listen, Server, ServerOptions};
-use pulse_sqlite::{Retention, SqliteLog, SqliteOptions};
+use pulse_server::{Listen, Server, ServerOptions};
+use pulse_sqlite::{SqliteLog, SqliteOptions};
+
+use crate::config::{LogBackend, ServeConfig};
 
 const DEFAULT_DATA_DIR: &str = "./pulse-data";
 const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
@@ -103,17 +104,17 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
 
 fn start(args: ServeArgs) -> anyhow::Result<()> {
     let config = match &args.config {
-        Some(path) => Config::load(path)
+        Some(path) => ServeConfig::load(path)
             .with_context(|| format!("invalid configuration {}", path.display()))?,
-        None => Config::default(),
+        None => ServeConfig::default(),
     };
     let data_dir = args
         .data_dir
-        .or_else(|| config.data_dir.clone())
+        .or_else(|| config.server.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let listen = args
         .listen
-        .or_else(|| config.listen.map(|addr| addr.to_string()))
+        .or_else(|| config.server.listen.map(|addr| addr.to_string()))
         .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -132,15 +133,11 @@ enum OpenLog {
 impl OpenLog {
     /// Opens the log. The metrics recorder must be installed already: the backend's series
     /// are registered (at zero, with their help texts) before it records into them.
-    async fn open(config: &Config, data_dir: &std::path::Path) -> anyhow::Result<Self> {
+    async fn open(config: &ServeConfig, data_dir: &std::path::Path) -> anyhow::Result<Self> {
         match config.log.backend {
             LogBackend::Sqlite => {
                 pulse_sqlite::metrics::register();
-                let options = SqliteOptions::default().with_retention(Retention {
-                    max_age: config.retention.max_age,
-                    max_events: config.retention.max_events,
-                    max_bytes: config.retention.max_bytes,
-                });
+                let options = SqliteOptions::default().with_retention(config.retention);
                 let log = SqliteLog::open_with(data_dir, options)
                     .await
                     .with_context(|| {
@@ -182,9 +179,7 @@ impl OpenLog {
                     options.partitions = partitions;
                 }
                 options.tls_ca.clone_from(&config.log.tls_ca);
-                options.max_age = config.retention.max_age;
-                options.max_events = config.retention.max_events;
-                options.max_bytes = config.retention.max_bytes;
+                options.retention = config.retention;
                 // The backend's error names the server (without its secrets).
                 let log = NatsLog::connect(url, options)
                     .await
@@ -239,19 +234,17 @@ fn without_secrets(err: &pulse_core::LogError, url: &str) -> anyhow::Error {
 }
 
 /// The PostgreSQL log's options from the `[log]` and `[retention]` tables.
-fn postgres_options(config: &Config) -> PostgresOptions {
+fn postgres_options(config: &ServeConfig) -> PostgresOptions {
     let mut options = PostgresOptions::default();
     if let Some(schema) = &config.log.schema {
         options.schema.clone_from(schema);
     }
     options.instance.clone_from(&config.log.instance);
-    options.max_age = config.retention.max_age;
-    options.max_events = config.retention.max_events;
-    options.max_bytes = config.retention.max_bytes;
+    options.retention = config.retention;
     options
 }
 
-async fn serve(config: Config, data_dir: PathBuf, listen: String) -> anyhow::Result<()> {
+async fn serve(config: ServeConfig, data_dir: PathBuf, listen: String) -> anyhow::Result<()> {
     // Resolves a host name and tries each of its addresses, as `TcpListener::bind` does.
     let listener = tokio::net::TcpListener::bind(listen.as_str())
         .await
@@ -263,7 +256,7 @@ async fn serve(config: Config, data_dir: PathBuf, listen: String) -> anyhow::Res
     pulse_server::metrics::install();
     let opened = OpenLog::open(&config, &data_dir).await?;
     let server = Server::bind(
-        config,
+        config.server,
         opened.log(),
         ServerOptions {
             listen: Listen::Bound(listener),
@@ -312,7 +305,7 @@ mod tests {
 
     #[test]
     fn postgres_gets_the_retention_of_the_config_file() {
-        let config = Config::parse(
+        let config = ServeConfig::parse(
             r#"
             [log]
             backend = "postgres"
@@ -327,12 +320,15 @@ mod tests {
         .unwrap();
         let options = postgres_options(&config);
         assert_eq!(options.schema, "shared");
-        assert_eq!(options.max_age, Some(Duration::from_secs(7 * 86_400)));
-        assert_eq!(options.max_events, Some(1000));
-        assert_eq!(options.max_bytes, Some(5_000_000));
+        assert_eq!(
+            options.retention.max_age,
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        assert_eq!(options.retention.max_events, Some(1000));
+        assert_eq!(options.retention.max_bytes, Some(5_000_000));
         assert!(options.validate().is_ok());
 
-        let unlimited = postgres_options(&Config::default());
+        let unlimited = postgres_options(&ServeConfig::default()).retention;
         assert_eq!(
             (unlimited.max_age, unlimited.max_events, unlimited.max_bytes),
             (None, None, None)

@@ -8,6 +8,7 @@
 pub mod bus;
 #[cfg(feature = "contract")]
 pub mod contract;
+pub mod duration;
 mod error_chain;
 pub mod event;
 pub mod group;
@@ -18,11 +19,13 @@ pub mod memory;
 pub mod metrics;
 pub mod pattern;
 pub mod redact;
+pub mod retention;
 
 pub use bus::{
     Bus, BusBuilder, BusError, Durability, PublishError, Published, RetryPolicy, SubscribeOptions,
     Subscription,
 };
+pub use duration::{format_duration, parse_duration, DurationError};
 pub use error_chain::error_chain;
 pub use event::{Event, EventError};
 pub use id::new_event_id;
@@ -32,6 +35,7 @@ pub use log::{
     ReadQuery, StartPosition, StoredEvent,
 };
 pub use pattern::{Pattern, PatternError};
+pub use retention::Retention;
 
 /// The README's Rust quick start, compiled and run as a doc test.
 #[cfg(doctest)]

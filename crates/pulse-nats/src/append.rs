@@ -22,8 +22,8 @@ use pulse_core::{Appended, Event, LogError};
 
 use crate::codec::encode_event;
 use crate::error::{classify, ensure_connected};
-use crate::log::Shared;
 use crate::metrics;
+use crate::shared::Shared;
 
 /// Publishes handed to the client before their acks are awaited.
 const CHUNK: usize = 4096;

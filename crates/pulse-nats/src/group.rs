@@ -30,11 +30,12 @@ use pulse_core::log::{check_group_pattern, validate_group_name};
 use pulse_core::{Delivery, GroupConfig, GroupInfo, LogError, NackOutcome, Pattern, StoredEvent};
 use tokio::time::Instant;
 
-use crate::dead_letter::{self, Redriven};
+use crate::dead_letter;
 use crate::error::{classify, ensure_connected};
 use crate::feed::{Ask, Feed};
-use crate::log::Shared;
 use crate::partition::Part;
+use crate::redriven::{self, Redriven};
+use crate::shared::Shared;
 
 /// The longest `fetch` waits for the answers of consumers asked for what they have now,
 /// when nothing is held yet. Only a partition whose previous event another instance
@@ -429,7 +430,7 @@ pub(crate) async fn fetch(
     let deadline = wait.map(|w| start + w);
     let ack_wait = handle.config.lock().ack_wait;
     handle.expire(start, ack_wait);
-    let mut out = dead_letter::take_redriven(shared, &handle, max).await?;
+    let mut out = redriven::take_redriven(shared, &handle, max).await?;
     let feed = &handle.feed;
     let held_before = feed.held();
     let asked = feed
@@ -532,7 +533,7 @@ pub(crate) async fn ack(shared: &Shared, name: &str, offsets: &[u64]) -> Result<
     });
     let results = futures::future::join_all(acks).await;
     for (offset, r) in redriven {
-        dead_letter::resolve(shared, &handle, offset, &r).await?;
+        redriven::resolve(shared, &handle, offset, &r).await?;
     }
     results.into_iter().collect()
 }
@@ -551,7 +552,7 @@ pub(crate) async fn nack(
     };
     let redriven = handle.redriven.lock().get(&offset).cloned();
     if let Some(r) = redriven {
-        return dead_letter::nack_redriven(shared, &handle, offset, r, delay, error, max_deliver)
+        return redriven::nack_redriven(shared, &handle, offset, r, delay, error, max_deliver)
             .await;
     }
     let first_failure = {
@@ -617,7 +618,7 @@ pub(crate) async fn keep_alive(shared: std::sync::Weak<Shared>) {
                 .filter(|d| !d.away && d.deadline > now)
                 .map(|d| d.reply.clone())
                 .collect();
-            replies.extend(dead_letter::alive(&handle, now));
+            replies.extend(redriven::alive(&handle, now));
             let fetching = now.duration_since(*handle.last_fetch.lock()) < liveness;
             if fetching {
                 replies.extend(handle.feed.held_replies());
@@ -656,7 +657,7 @@ pub(crate) async fn release_all(shared: &Shared) {
             .map(|(_, d)| d.reply)
             .collect();
         replies.extend(handle.feed.take(usize::MAX).into_iter().map(|p| p.reply));
-        replies.extend(dead_letter::drain(&handle));
+        replies.extend(redriven::drain(&handle));
         for reply in replies {
             let _ = shared
                 .client

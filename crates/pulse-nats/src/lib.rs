@@ -83,6 +83,8 @@ mod options;
 mod partition;
 mod pull;
 mod read;
+mod redriven;
+mod shared;
 
 pub use log::NatsLog;
 pub use options::{Names, NatsOptions, MAX_PARTITIONS};

@@ -20,36 +20,14 @@ use tokio::sync::{watch, OnceCell};
 use tokio::task::JoinHandle;
 
 use crate::error::classify;
-use crate::group::GroupHandle;
 use crate::options::{Names, NatsOptions};
+use crate::shared::Shared;
 
 /// The Pulse event log on NATS JetStream.
 #[derive(Debug)]
 pub struct NatsLog {
     pub(crate) shared: Arc<Shared>,
     tasks: Vec<JoinHandle<()>>,
-}
-
-/// What every operation of a handle uses.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) client: Client,
-    pub(crate) js: jetstream::Context,
-    pub(crate) names: Names,
-    pub(crate) options: NatsOptions,
-    pub(crate) stream: stream::Stream,
-    pub(crate) dead: stream::Stream,
-    pub(crate) ids: Option<kv::Store>,
-    pub(crate) leases: OnceCell<kv::Store>,
-    pub(crate) checkpoints: OnceCell<kv::Store>,
-    pub(crate) aggregates: OnceCell<kv::Store>,
-    pub(crate) tail: watch::Sender<u64>,
-    /// Held while the publishes of one chunk are handed to the client, so that a batch is
-    /// stored in order and publish-ack permits cannot run out mid-chunk.
-    pub(crate) send_lock: tokio::sync::Mutex<()>,
-    pub(crate) groups: Mutex<HashMap<String, Arc<GroupHandle>>>,
-    /// A random name for this handle.
-    pub(crate) instance: String,
 }
 
 impl Drop for NatsLog {
@@ -114,9 +92,9 @@ impl NatsLog {
             subjects: vec![names.stream_subjects()],
             storage,
             duplicate_window: options.duplicate_window,
-            max_age: options.max_age.unwrap_or_default(),
-            max_messages: limit(options.max_events),
-            max_bytes: limit(options.max_bytes),
+            max_age: options.retention.max_age.unwrap_or_default(),
+            max_messages: limit(options.retention.max_events),
+            max_bytes: limit(options.retention.max_bytes),
             allow_direct: true,
             description: Some(format!(
                 "Pulse event log; {PARTITIONS_TAG}{}",

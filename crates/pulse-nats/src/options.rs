@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::ConnectOptions;
-use pulse_core::LogError;
+use pulse_core::{LogError, Retention};
 
 use crate::partition::Part;
 
@@ -37,15 +37,12 @@ pub struct NatsOptions {
     /// deduplicated after the duplicate window has passed. Costs two more requests per
     /// event, so it is off by default.
     pub id_index: bool,
-    /// Events older than this are removed from the stream (JetStream's `max_age`);
-    /// `None` keeps them forever.
-    pub max_age: Option<Duration>,
-    /// At most this many events are kept, the oldest removed first (`max_msgs`).
-    pub max_events: Option<u64>,
-    /// The stream keeps at most this many bytes, the oldest events removed first
-    /// (JetStream's `max_bytes`, which counts each message's subject, headers and
-    /// payload as the server stores them).
-    pub max_bytes: Option<u64>,
+    /// How long events are kept (default: forever), handed to the stream: `max_age` is
+    /// JetStream's `max_age` and must not be shorter than `duplicate_window`, `max_events`
+    /// its `max_msgs`, and `max_bytes` its `max_bytes`, which counts each message's
+    /// subject, headers and payload as the server stores them. The counts are 1 to
+    /// `i64::MAX`.
+    pub retention: Retention,
     /// Store the streams in memory instead of files (tests only: nothing survives a
     /// server restart).
     pub memory_storage: bool,
@@ -95,9 +92,7 @@ impl NatsOptions {
             stream: None,
             duplicate_window: Duration::from_secs(120),
             id_index: false,
-            max_age: None,
-            max_events: None,
-            max_bytes: None,
+            retention: Retention::default(),
             memory_storage: false,
             request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
@@ -148,14 +143,18 @@ impl NatsOptions {
         if self.duplicate_window < Duration::from_millis(100) {
             return Err(invalid("duplicate_window must be at least 100ms".into()));
         }
-        if self.max_age.is_some_and(|age| age < self.duplicate_window) {
+        if self
+            .retention
+            .max_age
+            .is_some_and(|age| age < self.duplicate_window)
+        {
             return Err(invalid(
                 "max_age must not be shorter than duplicate_window".into(),
             ));
         }
         for (name, limit) in [
-            ("max_events", self.max_events),
-            ("max_bytes", self.max_bytes),
+            ("max_events", self.retention.max_events),
+            ("max_bytes", self.retention.max_bytes),
         ] {
             // JetStream takes its limits as signed 64-bit numbers, 0 meaning none.
             if limit.is_some_and(|n| n == 0 || n > i64::MAX as u64) {
@@ -344,18 +343,18 @@ mod tests {
         let named = |options: NatsOptions| options.validate().unwrap_err().to_string();
         for limit in [0, i64::MAX as u64 + 1] {
             let mut options = NatsOptions::new("ok");
-            options.max_bytes = Some(limit);
+            options.retention.max_bytes = Some(limit);
             assert!(named(options).contains("max_bytes must be 1 to"), "{limit}");
             let mut options = NatsOptions::new("ok");
-            options.max_events = Some(limit);
+            options.retention.max_events = Some(limit);
             assert!(
                 named(options).contains("max_events must be 1 to"),
                 "{limit}"
             );
         }
         let mut options = NatsOptions::new("ok");
-        options.max_bytes = Some(i64::MAX as u64);
-        options.max_events = Some(1);
+        options.retention.max_bytes = Some(i64::MAX as u64);
+        options.retention.max_events = Some(1);
         assert!(options.validate().is_ok());
         options.tls_ca = Some("/no/such/nats-ca.pem".into());
         assert!(named(options).contains("tls_ca /no/such/nats-ca.pem"));

@@ -13,7 +13,7 @@ use pulse_core::LogError;
 use serde_json::json;
 
 use crate::error::classify;
-use crate::log::Shared;
+use crate::shared::Shared;
 
 /// Why a pull failed.
 #[derive(Debug)]

@@ -16,8 +16,8 @@ use pulse_core::{LogError, ReadQuery, StoredEvent};
 
 use crate::codec::decode_event;
 use crate::error::{classify, ensure_connected};
-use crate::log::Shared;
 use crate::pull::{ack_info, pull, PullError};
+use crate::shared::Shared;
 
 /// The most messages asked for in one pull.
 const PULL_BATCH: usize = 2048;

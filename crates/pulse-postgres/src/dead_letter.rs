@@ -12,7 +12,7 @@ use pulse_core::{DeadLetter, LogError};
 
 use crate::codec::{stored_event, to_offset, EVENT_COLUMNS_E};
 use crate::error::{self, DbResult};
-use crate::log::Shared;
+use crate::shared::Shared;
 
 /// A dead letter about to be written.
 pub(crate) struct Draft<'a> {

@@ -29,6 +29,7 @@ mod codec;
 mod dead_letter;
 mod error;
 pub mod group;
+mod instance;
 pub mod jobs;
 mod listen;
 mod log;
@@ -36,6 +37,7 @@ pub mod metrics;
 mod options;
 mod retention;
 mod schema;
+mod shared;
 pub mod tls;
 
 pub use log::PostgresLog;

@@ -6,7 +6,7 @@
 //! The handle owns up to four background tasks, stopped by [`PostgresLog::close`] or when
 //! its last clone is dropped: the group-commit writer ([`crate::append`]), the LISTEN
 //! connection ([`crate::listen`]), the heartbeat that tells other instances this one is
-//! alive ([`crate::group`]) and, when a limit is set, retention ([`crate::retention`]).
+//! alive ([`crate::instance`]) and, when a limit is set, retention ([`crate::retention`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,13 +20,14 @@ use pulse_core::{
 };
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_postgres::Config;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::CancellationToken;
 
 use crate::append::{AppendRequest, Writer};
 use crate::codec::{pattern_regex, stored_event, to_sql_offset, EVENT_COLUMNS};
 use crate::error::{self, DbResult};
 use crate::listen::Listener;
 use crate::retention::Pruner;
+use crate::shared::Shared;
 use crate::{schema, PostgresOptions};
 
 /// How often a waiting fetch looks again without being woken, to notice what other
@@ -53,25 +54,6 @@ const APPEND_QUEUE: usize = 1024;
 #[derive(Clone, Debug)]
 pub struct PostgresLog {
     pub(crate) shared: Arc<Shared>,
-}
-
-/// What every clone of a handle shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) pool: Pool,
-    pub(crate) options: PostgresOptions,
-    /// This instance's name in `deliveries.owner` and `instances`.
-    pub(crate) instance: String,
-    pub(crate) tail: Arc<watch::Sender<u64>>,
-    appender: mpsc::Sender<AppendRequest>,
-    /// Woken by this instance's acks and nacks, which may make a blocked event due.
-    pub(crate) settled: Notify,
-    /// Held shared by fetches, exclusively by retention steps (see [`crate::retention`]).
-    pub(crate) retention_key: i64,
-    /// This instance's retention limits; its task runs only when a limit is set.
-    pruner: Pruner,
-    pub(crate) stop: CancellationToken,
-    _stop_on_drop: DropGuard,
 }
 
 impl PostgresLog {
@@ -116,7 +98,8 @@ impl PostgresLog {
 
         let last = {
             let client = pool.get().await.map_err(error::pool)?;
-            crate::group::register_instance(&client, &instance, options.instance.is_some()).await?;
+            crate::instance::register_instance(&client, &instance, options.instance.is_some())
+                .await?;
             crate::retention::last_offset(&client).await?
         };
 
@@ -140,7 +123,7 @@ impl PostgresLog {
             stop: stop.clone(),
         };
         tokio::spawn(listener.run());
-        tokio::spawn(crate::group::heartbeat(
+        tokio::spawn(crate::instance::heartbeat(
             pool.clone(),
             instance.clone(),
             options.heartbeat,
@@ -190,7 +173,7 @@ impl PostgresLog {
     pub async fn close(&self) -> Result<(), LogError> {
         self.shared.stop.cancel();
         let client = self.shared.pool.get().await.map_err(error::pool)?;
-        crate::group::deregister_instance(&client, &self.shared.instance).await
+        crate::instance::deregister_instance(&client, &self.shared.instance).await
     }
 }
 

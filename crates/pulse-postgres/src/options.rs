@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use pulse_core::LogError;
+use pulse_core::{LogError, Retention};
 
 /// Settings of a [`PostgresLog`](crate::PostgresLog).
 #[derive(Clone, Debug)]
@@ -29,17 +29,11 @@ pub struct PostgresOptions {
     /// After how long without a heartbeat an instance counts as dead: its in-flight
     /// deliveries go to the other instances without waiting for their ack wait.
     pub instance_timeout: Duration,
-    /// Events stored longer ago than this are deleted (see the `retention` module);
-    /// `None` keeps them forever.
-    pub max_age: Option<Duration>,
-    /// At most this many of the newest events are kept, the oldest deleted first.
-    pub max_events: Option<u64>,
-    /// The newest events whose stored sizes sum to at most this many bytes are kept, the
-    /// oldest deleted first (an event alone bigger than this goes too). An event's stored
-    /// size is the octets of its attributes and data as stored, defined in the
-    /// `retention` module; events held by a dead letter are kept and not counted. At most
-    /// `i64::MAX`.
-    pub max_bytes: Option<u64>,
+    /// How long events are kept (default: forever). `max_age` goes by the time the event
+    /// was stored; an event's stored size (what `max_bytes` counts) is the octets of its
+    /// attributes and data as stored, defined in the `retention` module; events held by a
+    /// dead letter are kept and not counted. `max_bytes` is at most `i64::MAX`.
+    pub retention: Retention,
     /// How often this instance looks for events to delete when a limit is set; with
     /// several instances, one of them prunes at a time.
     pub prune_interval: Duration,
@@ -66,9 +60,7 @@ impl PostgresOptions {
             max_batch: 8192,
             heartbeat: Duration::from_secs(1),
             instance_timeout: Duration::from_secs(3),
-            max_age: None,
-            max_events: None,
-            max_bytes: None,
+            retention: Retention::default(),
             prune_interval: Duration::from_secs(5),
             prune_batch: 10_000,
         }
@@ -104,11 +96,12 @@ impl PostgresOptions {
                 "prune_interval and prune_batch must be non-zero".into(),
             ));
         }
-        if self.max_age.is_some_and(|age| age.is_zero()) {
+        if self.retention.max_age.is_some_and(|age| age.is_zero()) {
             return Err(invalid("max_age must be non-zero".into()));
         }
         // Byte totals are PostgreSQL bigints.
         if self
+            .retention
             .max_bytes
             .is_some_and(|bytes| i64::try_from(bytes).is_err())
         {
@@ -145,15 +138,18 @@ mod tests {
     #[test]
     fn retention_settings_are_checked() {
         let mut options = PostgresOptions::new("p");
-        options.max_age = Some(Duration::from_secs(60));
-        options.max_events = Some(0);
-        options.max_bytes = Some(0);
+        options.retention.max_age = Some(Duration::from_secs(60));
+        options.retention.max_events = Some(0);
+        options.retention.max_bytes = Some(0);
         assert!(options.validate().is_ok());
-        options.max_bytes = Some(i64::MAX as u64);
+        options.retention.max_bytes = Some(i64::MAX as u64);
         assert!(options.validate().is_ok());
         for bad in [
             PostgresOptions {
-                max_age: Some(Duration::ZERO),
+                retention: Retention {
+                    max_age: Some(Duration::ZERO),
+                    ..options.retention
+                },
                 ..options.clone()
             },
             PostgresOptions {
@@ -165,7 +161,10 @@ mod tests {
                 ..options.clone()
             },
             PostgresOptions {
-                max_bytes: Some(i64::MAX as u64 + 1),
+                retention: Retention {
+                    max_bytes: Some(i64::MAX as u64 + 1),
+                    ..options.retention
+                },
                 ..options.clone()
             },
         ] {

@@ -218,9 +218,9 @@ impl Pruner {
     pub(crate) fn new(pool: Pool, options: &PostgresOptions) -> Self {
         Self {
             pool,
-            max_age: options.max_age,
-            max_events: options.max_events,
-            max_bytes: options.max_bytes,
+            max_age: options.retention.max_age,
+            max_events: options.retention.max_events,
+            max_bytes: options.retention.max_bytes,
             batch: i64::try_from(options.prune_batch.max(1)).unwrap_or(i64::MAX),
             pass_key: pass_key(&options.schema),
             retention_key: retention_key(&options.schema),

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::schedule::format_duration;
+use pulse_core::duration::DurationError;
 
 /// A boxed error from a job, a lease backend or a history backend: the scheduler only keeps its
 /// text, so any error type (including `anyhow::Error`, via `.into()`) fits.
@@ -92,6 +93,15 @@ pub enum ScheduleError {
     /// A time zone name that is not in the IANA database.
     #[error("unknown time zone \"{0}\" (expected an IANA name such as Europe/Berlin or UTC)")]
     UnknownTimeZone(String),
+}
+
+impl From<DurationError> for ScheduleError {
+    fn from(e: DurationError) -> Self {
+        Self::InvalidDuration {
+            input: e.input,
+            reason: e.reason,
+        }
+    }
 }
 
 /// Why a request to the [`Scheduler`](crate::Scheduler) failed.

@@ -7,7 +7,6 @@
 //! clock in a zone, which is where daylight-saving rules come in (see [`CronSchedule`]).
 
 mod cron;
-mod duration;
 mod interval;
 
 use std::fmt;
@@ -17,9 +16,9 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 pub use self::cron::CronSchedule;
-pub use self::duration::{format_duration, parse_duration};
 pub use self::interval::Interval;
 use crate::error::ScheduleError;
+pub use pulse_core::duration::{format_duration, parse_duration};
 
 /// A job's schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -32,8 +32,20 @@ use pulse_scheduler::{
 use pulse_sqlite::LocalStore;
 use serde_json::{json, Value};
 
-use crate::config::JobSpec;
 use crate::error::ApiError;
+
+/// One aggregation job.
+#[derive(Clone, Debug)]
+pub struct JobSpec {
+    /// Unique name.
+    pub name: String,
+    /// When it runs (`every 5m` or a cron expression in the job's time zone).
+    pub schedule: pulse_scheduler::Schedule,
+    /// Window sizes and the time zone of calendar days.
+    pub windows: pulse_batch::WindowSet,
+    /// Types of the events carrying readings.
+    pub source_pattern: pulse_core::Pattern,
+}
 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 

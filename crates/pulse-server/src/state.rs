@@ -9,11 +9,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::KeyRing;
-use crate::config::{DurabilityRule, GroupDefaults, Limits};
+use crate::config::{DurabilityRule, Limits};
 use crate::jobs::Jobs;
 use crate::live::Live;
 use crate::storage::StorageHealth;
-use crate::webhook::Webhooks;
+use crate::webhook::{GroupDefaults, Webhooks};
 
 /// Shared by every request; cheap to clone.
 #[derive(Clone)]

@@ -28,9 +28,26 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::codec::STRUCTURED;
-use crate::config::GroupDefaults;
 use crate::error::ApiError;
 use crate::metrics::{DeliveryMetrics, Transport, WEBHOOK_DELIVERIES, WEBHOOK_FAILURES};
+
+/// Consumer group defaults for groups the server creates (WebSocket, SSE, webhooks).
+#[derive(Clone, Debug)]
+pub struct GroupDefaults {
+    /// How long a delivery may stay unacknowledged before it is redelivered.
+    pub ack_wait: Duration,
+    /// Deliveries before an event is dead-lettered.
+    pub max_deliver: u32,
+}
+
+impl Default for GroupDefaults {
+    fn default() -> Self {
+        Self {
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 5,
+        }
+    }
+}
 
 const FILE: &str = "webhooks.json";
 const DEFAULT_BACKOFF_MS: [u64; 3] = [1_000, 5_000, 30_000];

@@ -21,16 +21,16 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::checkpoint;
-use crate::codec::PendingEvent;
 use crate::error::{io_error, sqlite_error};
-use crate::groups::{self, Groups};
+use crate::group;
 use crate::metrics as m;
 use crate::options::{FsyncPolicy, SqliteOptions};
 use crate::reader::{self, Readers};
 use crate::schema::{self, FileKind, SCHEMA_VERSION};
+use crate::shared::Shared;
 use crate::size;
-use crate::writer::{self, Command, DirtyOffsets, WriteOp, Writer};
-use crate::{dead_letters, stats::LogStats};
+use crate::writer::{self, Command, DirtyOffsets, Writer};
+use crate::{dead_letter, stats::LogStats};
 
 /// The file name of a log inside a data directory.
 pub const DEFAULT_FILE_NAME: &str = "pulse.db";
@@ -61,31 +61,6 @@ const QUEUE_CAPACITY: usize = 4096;
 #[derive(Clone)]
 pub struct SqliteLog {
     shared: Arc<Shared>,
-}
-
-/// What every clone of a handle shares.
-pub(crate) struct Shared {
-    pub(crate) path: PathBuf,
-    /// `None` when opened read-only.
-    writer: Option<mpsc::Sender<Command>>,
-    pub(crate) last_seq: watch::Receiver<u64>,
-    pub(crate) readers: Readers,
-    pub(crate) dirty: DirtyOffsets,
-    pub(crate) groups: Mutex<Groups>,
-    writer_thread: Option<std::thread::JoinHandle<()>>,
-    /// Keeps the checkpoint thread running.
-    _alive: Option<Arc<()>>,
-}
-
-impl Drop for Shared {
-    /// The last handle is gone: let the writer store pending group positions and wait
-    /// for it, so the file is unlocked once the log is dropped.
-    fn drop(&mut self) {
-        self.writer = None;
-        if let Some(thread) = self.writer_thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 impl std::fmt::Debug for SqliteLog {
@@ -148,7 +123,7 @@ impl SqliteLog {
         let stored_bytes =
             size::total(&conn).map_err(|e| sqlite_error("cannot read the stored bytes", e))?;
         metrics::gauge!(m::STORED_BYTES).set(stored_bytes as f64);
-        let groups = groups::restore(&conn)?;
+        let groups = group::restore(&conn)?;
         let (last_tx, last_rx) = watch::channel(last);
         let dirty = DirtyOffsets::default();
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
@@ -216,7 +191,7 @@ impl SqliteLog {
         }
         let readers = Readers::new(file.clone());
         let (last, groups) =
-            readers.run_blocking(|conn| Ok((last_seq(conn)?, groups::restore(conn)?)))?;
+            readers.run_blocking(|conn| Ok((last_seq(conn)?, group::restore(conn)?)))?;
         let (_tx, last_rx) = watch::channel(last);
         Ok(Self {
             shared: Arc::new(Shared {
@@ -304,62 +279,6 @@ impl SqliteLog {
     }
 }
 
-impl Shared {
-    fn writer(&self) -> Result<&mpsc::Sender<Command>, LogError> {
-        self.writer
-            .as_ref()
-            .ok_or_else(|| LogError::Storage(format!("{} is open read-only", self.path.display())))
-    }
-
-    /// Runs `op` in the writer's next transaction and waits for the commit.
-    pub(crate) async fn write(&self, op: WriteOp) -> Result<u64, LogError> {
-        let (reply, result) = oneshot::channel();
-        self.writer()?
-            .send(Command::Write { op, reply })
-            .await
-            .map_err(|_| LogError::Closed)?;
-        result.await.map_err(|_| LogError::Closed)?
-    }
-
-    async fn append(&self, events: Vec<Event>) -> Result<Vec<Appended>, LogError> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        pulse_core::log::refuse_repeated_ids(&events)?;
-        let writer = self.writer()?;
-        let now = Utc::now();
-        let pending = events
-            .into_iter()
-            .enumerate()
-            .map(|(index, event)| {
-                PendingEvent::prepare(event, now)
-                    .map_err(|source| LogError::InvalidEvent { index, source })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let (reply, result) = oneshot::channel();
-        writer
-            .send(Command::Append {
-                events: pending,
-                reply,
-            })
-            .await
-            .map_err(|_| LogError::Closed)?;
-        result.await.map_err(|_| LogError::Closed)?
-    }
-
-    async fn flush(&self) -> Result<(), LogError> {
-        let Some(writer) = &self.writer else {
-            return Ok(());
-        };
-        let (reply, result) = oneshot::channel();
-        writer
-            .send(Command::Flush { reply })
-            .await
-            .map_err(|_| LogError::Closed)?;
-        result.await.map_err(|_| LogError::Closed)?
-    }
-}
-
 #[async_trait]
 impl EventLog for SqliteLog {
     async fn append(&self, events: Vec<Event>) -> Result<Vec<Appended>, LogError> {
@@ -424,7 +343,7 @@ impl EventLog for SqliteLog {
         let group = group.map(str::to_owned);
         self.shared
             .readers
-            .run(move |conn| dead_letters::list(conn, group.as_deref(), after_id, limit))
+            .run(move |conn| dead_letter::list(conn, group.as_deref(), after_id, limit))
             .await
     }
 

@@ -15,13 +15,13 @@ pub enum FsyncPolicy {
     Never,
 }
 
-/// How long events are kept. Every limit set applies, and an event is deleted as soon
-/// as one of them says so; `None` means unlimited.
-///
-/// Retention deletes the oldest events in small batches between group commits, so it
-/// never stalls appends. Events referenced by a dead letter are kept until the dead
-/// letter is gone. Offsets are never reused, even when every event was deleted. Dedup
-/// only sees stored events: an id whose event was pruned can be appended again.
+/// How long events are kept: [`pulse_core::Retention`]. On SQLite, `max_age` goes by the
+/// events' `time`, and an event's stored size (what `max_bytes` counts) is the byte length
+/// of its id, type, source, subject, datacontenttype, dataschema, extensions (as the stored
+/// JSON text) and data, an absent attribute counting 0. SQLite's own overhead (row
+/// headers, indexes, free pages) is not counted, so the file stays larger than the budget.
+/// Events held by a dead letter are kept and not counted. [`LogStats::stored_bytes`] is
+/// the total.
 ///
 /// ```
 /// use pulse_sqlite::Retention;
@@ -32,31 +32,9 @@ pub enum FsyncPolicy {
 /// };
 /// assert!(retention.is_limited());
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Retention {
-    /// Delete events whose `time` is older than this.
-    pub max_age: Option<Duration>,
-    /// Keep at most this many of the newest events.
-    pub max_events: Option<u64>,
-    /// Keep the newest events whose stored sizes add up to at most this many bytes; the
-    /// older ones go, and so does an event larger than the whole budget.
-    ///
-    /// An event's stored size is the byte length of its id, type, source, subject,
-    /// datacontenttype, dataschema, extensions (as the stored JSON text) and data, an
-    /// absent attribute counting 0. SQLite's own overhead (row headers, indexes, free
-    /// pages) is not counted, so the file stays larger than the budget. Events held by
-    /// a dead letter are kept and not counted. [`LogStats::stored_bytes`] is the total.
-    ///
-    /// [`LogStats::stored_bytes`]: crate::LogStats::stored_bytes
-    pub max_bytes: Option<u64>,
-}
-
-impl Retention {
-    /// Whether any limit is set.
-    pub fn is_limited(&self) -> bool {
-        self.max_age.is_some() || self.max_events.is_some() || self.max_bytes.is_some()
-    }
-}
+///
+/// [`LogStats::stored_bytes`]: crate::LogStats::stored_bytes
+pub use pulse_core::Retention;
 
 /// Options of [`SqliteLog::open`](crate::SqliteLog::open).
 #[derive(Clone, Debug, PartialEq)]

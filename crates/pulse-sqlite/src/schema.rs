@@ -19,10 +19,10 @@ pub const PULSE_APPLICATION_ID: i32 = 0x504C_5345;
 
 /// The migrations, in order; migration `i` (0-based) brings the schema to version `i + 1`.
 pub(crate) const MIGRATIONS: [&str; 4] = [
-    include_str!("migrations/0001_events.sql"),
-    include_str!("migrations/0002_time_index_dead_letters.sql"),
-    include_str!("migrations/0003_event_sizes.sql"),
-    include_str!("migrations/0004_delivery_attempts.sql"),
+    include_str!("../migrations/0001_events.sql"),
+    include_str!("../migrations/0002_time_index_dead_letters.sql"),
+    include_str!("../migrations/0003_event_sizes.sql"),
+    include_str!("../migrations/0004_delivery_attempts.sql"),
 ];
 
 /// The schema version this build writes.

@@ -7,7 +7,7 @@ use pulse_core::LogError;
 use rusqlite::Connection;
 
 use crate::codec::nanos_to_time;
-use crate::dead_letters;
+use crate::dead_letter;
 use crate::error::sqlite_error;
 use crate::size;
 
@@ -75,7 +75,7 @@ impl LogStats {
             last_offset,
             first_time: first.map(|f| f.1),
             last_time: last.map(|l| l.1),
-            dead_letters: dead_letters::count(conn)?,
+            dead_letters: dead_letter::count(conn)?,
             stored_bytes: size::total(conn).map_err(fail)?,
         })
     }

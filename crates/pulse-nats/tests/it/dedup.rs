@@ -67,7 +67,7 @@ async fn retention_keeps_the_newest_events() {
     };
     let prefix = Prefix::new(url, "retention");
     let mut options = prefix.options.clone();
-    options.max_events = Some(3);
+    options.retention.max_events = Some(3);
     let log = prefix.open_with(options.clone()).await;
     log.append((0..5).map(|_| Event::new("a.b")).collect())
         .await
@@ -81,7 +81,7 @@ async fn retention_keeps_the_newest_events() {
         .collect();
     assert_eq!(kept, vec![3, 4, 5], "offsets keep counting; the oldest go");
     // Reopening with other limits updates the stream in place.
-    options.max_events = None;
+    options.retention.max_events = None;
     let reopened = prefix.open_with(options).await;
     reopened
         .append(vec![Event::new("a.b"), Event::new("a.b")])
@@ -101,7 +101,7 @@ async fn retention_by_bytes_keeps_the_newest_events_within_the_budget() {
     };
     let prefix = Prefix::new(url.clone(), "bytes");
     let mut options = prefix.options.clone();
-    options.max_bytes = Some(5_000);
+    options.retention.max_bytes = Some(5_000);
     let log = prefix.open_with(options.clone()).await;
     let event = || Event::new("a.b").with_data("application/octet-stream", vec![7u8; 1_000]);
     log.append((0..20).map(|_| event()).collect())
@@ -134,7 +134,7 @@ async fn retention_by_bytes_keeps_the_newest_events_within_the_budget() {
     );
 
     // Reopening with a larger budget updates the stream in place and keeps more.
-    options.max_bytes = Some(50_000);
+    options.retention.max_bytes = Some(50_000);
     let reopened = prefix.open_with(options).await;
     reopened
         .append((0..20).map(|_| event()).collect())

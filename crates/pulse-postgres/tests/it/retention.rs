@@ -62,7 +62,7 @@ async fn max_events_keeps_the_newest_and_offsets_continue() {
     };
     let schema = Schema::new(url, "retcount");
     let mut options = limited(&schema, Duration::from_millis(50));
-    options.max_events = Some(100);
+    options.retention.max_events = Some(100);
     let log = schema.open_with(options).await;
     append_numbered(&log, "a.b", 0, 500).await;
     eventually("the background task pruning down to 100 events", || async {
@@ -101,7 +101,7 @@ async fn max_age_goes_by_stored_time_and_never_reuses_offsets() {
     };
     let schema = Schema::new(url, "retage");
     let mut options = limited(&schema, Duration::from_millis(50));
-    options.max_age = Some(Duration::from_secs(3600));
+    options.retention.max_age = Some(Duration::from_secs(3600));
     let log = schema.open_with(options.clone()).await;
     // The events' own time is old, which does not matter: retention goes by stored time.
     let old = chrono::Utc::now() - chrono::Duration::days(30);
@@ -137,7 +137,7 @@ async fn a_group_behind_the_pruned_range_continues_with_the_oldest_kept_event() 
     };
     let schema = Schema::new(url, "retgroup");
     let mut options = limited(&schema, NEVER);
-    options.max_events = Some(10);
+    options.retention.max_events = Some(10);
     let log = schema.open_with(options).await;
     let mut config = GroupConfig::new(Pattern::parse("a.>").unwrap());
     config.max_deliver = 1;
@@ -218,7 +218,7 @@ async fn instances_sharing_a_schema_prune_each_event_once() {
     };
     let schema = Schema::new(url, "retshared");
     let mut options = limited(&schema, NEVER);
-    options.max_events = Some(50);
+    options.retention.max_events = Some(50);
     let a = schema.open_with(options.clone()).await;
     let b = schema.open_with(options.clone()).await;
     let (x, y) = tokio::join!(

@@ -145,7 +145,7 @@ async fn assert_totals(schema: &Schema, sizes: &BTreeMap<u64, i64>) {
 /// Options keeping `max_bytes`, with passes made by the test itself.
 fn by_bytes(schema: &Schema, max_bytes: i64) -> PostgresOptions {
     let mut options = limited(schema, NEVER);
-    options.max_bytes = Some(u64::try_from(max_bytes).unwrap());
+    options.retention.max_bytes = Some(u64::try_from(max_bytes).unwrap());
     options
 }
 
@@ -190,7 +190,7 @@ async fn max_bytes_keeps_exactly_the_newest_events_within_the_budget() {
     let more: Vec<Event> = (200..260).map(|i| mixed_event(&mut rng, i)).collect();
     let mut options = by_bytes(&schema, 6000);
     options.prune_interval = Duration::from_millis(50);
-    options.max_events = Some(12);
+    options.retention.max_events = Some(12);
     let log = schema.open_with(options).await;
     let mut sizes = sizes;
     sizes.extend(append_sized(&log, &more).await);
@@ -243,7 +243,7 @@ async fn max_bytes_keeps_dead_lettered_events_without_counting_them() {
         .filter(|(o, _)| !held.contains(o))
         .map(|(_, size)| size)
         .sum();
-    options.max_bytes = Some(u64::try_from(budget).unwrap());
+    options.retention.max_bytes = Some(u64::try_from(budget).unwrap());
     let log = schema.open_with(options.clone()).await;
     log.apply_retention().await.unwrap();
     let expected: Vec<u64> = [2].into_iter().chain(40..=60).collect();
@@ -255,7 +255,7 @@ async fn max_bytes_keeps_dead_lettered_events_without_counting_them() {
     log.close().await.unwrap();
 
     // A budget too small for any event leaves the held ones only.
-    options.max_bytes = Some(0);
+    options.retention.max_bytes = Some(0);
     let log = schema.open_with(options).await;
     log.apply_retention().await.unwrap();
     assert_eq!(offsets(&log).await, held);

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::duration::{format_duration, parse_duration};
 use crate::error::ScheduleError;
+use pulse_core::duration::{format_duration, parse_duration};
 
 /// Every `period`, at `offset` past each multiple of the period since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,10 +24,10 @@ use tokio::time::Instant;
 
 use crate::attempts;
 use crate::codec::{decode, COLUMNS};
-use crate::dead_letters;
+use crate::dead_letter;
 use crate::error::sqlite_error;
-use crate::log::Shared;
 use crate::metrics as m;
+use crate::shared::Shared;
 
 /// The most rows one fetch scans for a group's pattern, so a rare pattern over a long
 /// log costs several short fetches instead of one long one.
@@ -215,7 +215,7 @@ impl Shared {
             self.mark(name, group);
         }
         for id in resolved {
-            self.write(Box::new(move |conn| dead_letters::resolve(conn, id)))
+            self.write(Box::new(move |conn| dead_letter::resolve(conn, id)))
                 .await?;
         }
         Ok(())
@@ -258,7 +258,7 @@ impl Shared {
     async fn store_dead_letter(&self, name: &str, draft: DeadLetterDraft) -> Result<u64, LogError> {
         let offset = draft.event.offset;
         let id = self
-            .write(Box::new(move |conn| dead_letters::store(conn, &draft)))
+            .write(Box::new(move |conn| dead_letter::store(conn, &draft)))
             .await?;
         metrics::counter!(m::DEAD_LETTERED_EVENTS).increment(1);
         let mut groups = self.groups.lock();
@@ -272,12 +272,12 @@ impl Shared {
     pub(crate) async fn redrive(&self, id: u64) -> Result<(), LogError> {
         let letter = self
             .readers
-            .run(move |conn| dead_letters::get(conn, id))
+            .run(move |conn| dead_letter::get(conn, id))
             .await?;
         if !self.groups.lock().contains_key(&letter.group) {
             return Err(LogError::UnknownGroup(letter.group));
         }
-        self.write(Box::new(move |conn| dead_letters::mark_redriven(conn, id)))
+        self.write(Box::new(move |conn| dead_letter::mark_redriven(conn, id)))
             .await?;
         let mut groups = self.groups.lock();
         get_mut(&mut groups, &letter.group)?
@@ -446,7 +446,7 @@ pub(crate) fn restore(conn: &Connection) -> Result<Groups, LogError> {
         state.restore_failures(attempts::restore(conn, &name, committed)?);
         groups.insert(name, Group::new(state));
     }
-    for letter in dead_letters::redriven(conn)? {
+    for letter in dead_letter::redriven(conn)? {
         if let Some(group) = groups.get_mut(&letter.group) {
             group.state.redrive(letter.id, letter.event);
         }

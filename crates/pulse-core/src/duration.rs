@@ -1,11 +1,21 @@
 //! Human durations as written in schedules and configs: `90s`, `5m`, `1h30m`, `1d`, `250ms`.
 //!
-//! Kept apart from the schedule grammar so the same spelling (and the same error text) serves
-//! interval periods, offsets, jitter bounds and misfire graces wherever a config names them.
+//! The one duration grammar of Pulse: the configuration file's durations (`limits`,
+//! `retention`, `groups`), schedules' periods and offsets and the scheduler's graces all
+//! read it, so the same spelling (and the same error text) works wherever one is named.
 
 use std::time::Duration;
 
-use crate::error::ScheduleError;
+/// A text that is not a duration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+#[error("invalid duration \"{input}\": {reason}")]
+pub struct DurationError {
+    /// The text that was read as a duration.
+    pub input: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
 
 /// The units a duration may use, largest first (the order [`format_duration`] emits them in).
 const UNITS: [(&str, u64); 5] = [
@@ -21,11 +31,11 @@ const UNITS: [(&str, u64); 5] = [
 ///
 /// ```
 /// use std::time::Duration;
-/// assert_eq!(pulse_scheduler::parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-/// assert!(pulse_scheduler::parse_duration("5 minutes").is_err());
+/// assert_eq!(pulse_core::parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+/// assert!(pulse_core::parse_duration("5 minutes").is_err());
 /// ```
-pub fn parse_duration(text: &str) -> Result<Duration, ScheduleError> {
-    let invalid = |reason: String| ScheduleError::InvalidDuration {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let invalid = |reason: String| DurationError {
         input: text.to_owned(),
         reason,
     };
@@ -106,7 +116,7 @@ mod tests {
 
     fn reason(text: &str) -> String {
         match parse_duration(text) {
-            Err(ScheduleError::InvalidDuration { input, reason }) => {
+            Err(DurationError { input, reason }) => {
                 assert_eq!(input, text);
                 reason
             }
@@ -133,5 +143,13 @@ mod tests {
         }
         assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
         assert_eq!(format_duration(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn the_configuration_files_durations_parse() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("2").is_err());
+        assert!(parse_duration("h").is_err());
     }
 }
