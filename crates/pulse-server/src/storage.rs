@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pulse_core::{
     Appended, DeadLetter, Delivery, Event, EventLog, GroupConfig, GroupInfo, LogError, NackOutcome,
-    ReadQuery, StoredEvent,
+    Pattern, ReadQuery, StoredEvent,
 };
 use tokio::sync::watch;
 
@@ -131,6 +131,10 @@ impl EventLog for StorageWatch {
 
     async fn ensure_group(&self, name: &str, config: GroupConfig) -> Result<GroupInfo, LogError> {
         self.seen(self.inner.ensure_group(name, config).await)
+    }
+
+    async fn set_group_pattern(&self, name: &str, pattern: Pattern) -> Result<GroupInfo, LogError> {
+        self.seen(self.inner.set_group_pattern(name, pattern).await)
     }
 
     async fn fetch(&self, group: &str, max: usize) -> Result<Vec<Delivery>, LogError> {
