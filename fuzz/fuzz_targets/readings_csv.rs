@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pulse_batch::source::file::FileFormat;
+use pulse_batch::FileFormat;
 
 fuzz_target!(|data: &[u8]| {
     pulse_fuzz::aggregate_readings(FileFormat::Csv, data);

@@ -11,13 +11,14 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use pulse_batch::aggregator::Counts;
-use pulse_batch::catalog::Metric;
-use pulse_batch::progress::Progress;
-use pulse_batch::rejects::RejectLog;
-use pulse_batch::source::file::{self, FileFormat, FileJob};
-use pulse_batch::table::{AggTable, Merged};
-use pulse_batch::window::WindowSet;
+use pulse_batch::Counts;
+use pulse_batch::Metric;
+use pulse_batch::Progress;
+use pulse_batch::RejectLog;
+use pulse_batch::file::{self, FileJob};
+use pulse_batch::FileFormat;
+use pulse_batch::{AggTable, Merged};
+use pulse_batch::WindowSet;
 use pulse_core::Event;
 use serde_json::Value;
 
@@ -189,9 +190,9 @@ fn rows(tables: Vec<AggTable>) -> Vec<(Key, Figures)> {
             records.len() == 1
                 && records[0]
                     .as_ref()
-                    .is_ok_and(|r| r.len() == pulse_batch::row::COLUMNS.len()),
+                    .is_ok_and(|r| r.len() == pulse_batch::COLUMNS.len()),
             "an output row is not one CSV record of {} fields: {csv}",
-            pulse_batch::row::COLUMNS.len()
+            pulse_batch::COLUMNS.len()
         );
         let s = &row.stats;
         assert!(s.count > 0, "a row without readings: {json}");

@@ -98,3 +98,10 @@ pub use store::{
 };
 pub use table::{AggTable, Merged, MAX_USERS};
 pub use window::{Window, WindowKind, WindowSet, MAX_WINDOWS};
+
+/// One CSV or JSONL file, or a byte range of it, aggregated the way the runner does for file
+/// inputs: for callers that hold the file themselves (the fuzz targets split a file at a line
+/// end, as an incremental run resumes).
+pub mod file {
+    pub use crate::source::file::{aggregate, last_line_end, FileJob};
+}

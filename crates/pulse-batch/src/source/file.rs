@@ -86,7 +86,7 @@ fn next_line_start(file: &mut File, path: &Path, at: u64, end: u64) -> Result<u6
 }
 
 /// The position after the last newline before `len` (0 when there is none).
-pub(crate) fn last_line_end(path: &Path, len: u64) -> Result<u64, BatchError> {
+pub fn last_line_end(path: &Path, len: u64) -> Result<u64, BatchError> {
     let mut file = open(path)?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut end = len;
@@ -183,7 +183,7 @@ pub(crate) fn fingerprint(path: &Path, len: u64) -> Result<String, BatchError> {
 }
 
 /// What a file worker needs.
-pub(crate) struct FileJob<'a> {
+pub struct FileJob<'a> {
     /// The file.
     pub path: &'a Path,
     /// CSV or JSONL.
@@ -204,7 +204,7 @@ pub(crate) struct FileJob<'a> {
 
 /// Aggregates `start..end` of the file with up to `threads` workers; returns one table
 /// per worker (see [`crate::table::Merged`] for reading them as one).
-pub(crate) fn aggregate(job: &FileJob<'_>) -> Result<(Vec<AggTable>, Counts), BatchError> {
+pub fn aggregate(job: &FileJob<'_>) -> Result<(Vec<AggTable>, Counts), BatchError> {
     let columns = match job.format {
         FileFormat::Csv => Some(super::csv::read_header(job.path)?),
         FileFormat::Jsonl => None,
