@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 
 /// Rows of every job in `jobs`, in window order, at most `q.limit`.
-pub async fn query(
+pub(crate) async fn query(
     store: &dyn AggregateStore,
     jobs: &[String],
     q: &AggregateQuery,

@@ -118,7 +118,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Whether a key granted `granted` may use `requested` (a type or a pattern): every type
 /// `requested` matches is matched by `granted`.
-pub fn covers(granted: &Pattern, requested: &str) -> bool {
+pub(crate) fn covers(granted: &Pattern, requested: &str) -> bool {
     let g: Vec<&str> = granted.as_str().split('.').collect();
     let r: Vec<&str> = requested.split('.').collect();
     for (i, gs) in g.iter().enumerate() {

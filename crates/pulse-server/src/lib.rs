@@ -2,10 +2,14 @@
 //! streaming subscriptions (SSE, WebSocket with acks), webhooks, dead letters,
 //! Prometheus metrics and API keys with per-pattern rights.
 //!
-//! This crate owns HTTP and nothing else: the log comes in as an `Arc<dyn EventLog>`,
-//! the CLI (`pulse serve`) picks the backend and the configuration file. The contract
-//! with clients is `docs`' HTTP API description, and `openapi.json` served at
-//! `/openapi.json`.
+//! This crate owns HTTP: the log comes in as an `Arc<dyn EventLog>`, the CLI
+//! (`pulse serve`) picks the backend and the configuration file. The one database it
+//! links is pulse-sqlite, for the per-job aggregate stores of an instance ([`jobs`]).
+//! The contract with clients is `openapi.json`, served at `/openapi.json`.
+//!
+//! Only what other crates use is public: [`Server`] and its [`Config`], [`codec`] (for
+//! the fuzz targets), [`jobs`] (shared between instances), [`metrics::install`] and
+//! [`shutdown::signal`]; the rest is implementation.
 //!
 //! ```no_run
 //! # async fn demo(log: std::sync::Arc<dyn pulse_core::EventLog>) -> Result<(), pulse_server::ServerError> {
@@ -20,25 +24,25 @@
 //! # }
 //! ```
 
-pub mod aggregates;
-pub mod auth;
+mod aggregates;
+mod auth;
 pub mod codec;
 pub mod config;
 mod connection;
-pub mod error;
+mod error;
 pub mod jobs;
 mod listen;
-pub mod live;
+mod live;
 pub mod metrics;
 mod middleware;
 mod request_line;
 mod routes;
 mod server;
 pub mod shutdown;
-pub mod state;
-pub mod storage;
+mod state;
+mod storage;
 mod subscribe;
-pub mod webhook;
+mod webhook;
 
 pub use config::{Config, ConfigError};
 pub use error::ApiError;

@@ -121,7 +121,7 @@ impl LiveReceiver {
 // them would add an allocation per event to save space in a queue of a few hundred.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
-pub enum Item {
+pub(crate) enum Item {
     /// A persistent event, with its offset.
     Stored(StoredEvent),
     /// A memory event (no offset).
@@ -141,7 +141,7 @@ impl From<Received> for Item {
 }
 
 /// Persistent events after an offset, then live ones, plus memory events, for one pattern.
-pub struct Tail {
+pub(crate) struct Tail {
     log: Arc<dyn EventLog>,
     pattern: Pattern,
     after: u64,
@@ -152,7 +152,7 @@ pub struct Tail {
 
 impl Tail {
     /// A tail of events matching `pattern` after `after`.
-    pub fn new(log: Arc<dyn EventLog>, live: &Live, pattern: Pattern, after: u64) -> Self {
+    pub(crate) fn new(log: Arc<dyn EventLog>, live: &Live, pattern: Pattern, after: u64) -> Self {
         let appends = log.watch_appends();
         Self {
             log,
@@ -164,16 +164,11 @@ impl Tail {
         }
     }
 
-    /// The last persistent offset handed out (or scanned past).
-    pub fn after(&self) -> u64 {
-        self.after
-    }
-
     /// Up to `max` items, waiting until there is at least one.
     ///
     /// Cancel-safe: items already taken from a channel are kept for the next call, and a
     /// read cancelled midway is repeated.
-    pub async fn next_batch(&mut self, max: usize) -> Result<Vec<Item>, LogError> {
+    pub(crate) async fn next_batch(&mut self, max: usize) -> Result<Vec<Item>, LogError> {
         loop {
             if !self.ready.is_empty() {
                 let n = self.ready.len().min(max);

@@ -228,7 +228,7 @@ impl Webhooks {
             });
         }
         self.launch(spec.clone()).await?;
-        if let Err(err) = self.persist() {
+        if let Err(err) = self.persist().await {
             self.stop(&spec.id);
             return Err(ApiError::Internal(err.to_string()));
         }
@@ -249,6 +249,7 @@ impl Webhooks {
         }
         self.stop(id);
         self.persist()
+            .await
             .map_err(|e| ApiError::Internal(e.to_string()))
     }
 
@@ -295,6 +296,7 @@ impl Webhooks {
                 r.spec.pattern = pattern;
             }
             self.persist()
+                .await
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
         }
         Ok(info)
@@ -346,18 +348,26 @@ impl Webhooks {
         Ok(())
     }
 
-    fn persist(&self) -> Result<(), WebhookError> {
-        let Some(path) = &self.inner.path else {
+    /// Writes the API-created subscriptions to the file: written to a temporary file,
+    /// fsynced and renamed over the old one, on a blocking thread so the fsync does not
+    /// stall the runtime.
+    async fn persist(&self) -> Result<(), WebhookError> {
+        let Some(path) = self.inner.path.clone() else {
             return Ok(());
         };
         let specs: Vec<WebhookSpec> = self.list().into_iter().filter(|s| !s.from_config).collect();
         let text =
             serde_json::to_vec_pretty(&specs).map_err(|e| WebhookError::Store(e.to_string()))?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| WebhookError::Store(format!("{}: {e}", path.display())))
+        let display = path.display().to_string();
+        tokio::task::spawn_blocking(move || {
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, text)
+                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, &path))
+        })
+        .await
+        .map_err(|e| WebhookError::Store(format!("{display}: {e}")))?
+        .map_err(|e| WebhookError::Store(format!("{display}: {e}")))
     }
 }
 
