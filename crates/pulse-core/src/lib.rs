@@ -18,6 +18,7 @@ pub mod log;
 pub mod memory;
 pub mod metrics;
 pub mod pattern;
+pub mod percent;
 pub mod redact;
 pub mod retention;
 

@@ -54,7 +54,7 @@ pub fn secrets_of(url: &str) -> Vec<String> {
     let mut push = |s: &str| {
         if !s.is_empty() && s != MASK {
             out.push(s.to_owned());
-            let decoded = percent_decode(s);
+            let decoded = crate::percent::decode(s);
             if decoded != s {
                 out.push(decoded);
             }
@@ -192,25 +192,6 @@ fn redact_pairs(text: &str) -> String {
         }
     }
     out.join(" ")
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -85,7 +85,8 @@ fn header(headers: &HeaderMap, name: &'static str) -> Result<Option<String>, Eve
                 name: name.trim_start_matches(BINARY_PREFIX).into(),
                 reason: "the header is not ASCII text".into(),
             })?;
-            Ok(Some(percent_decode(text)))
+            // `%XX` escapes of binary-mode header values (CloudEvents HTTP binding 3.1.3.2).
+            Ok(Some(pulse_core::percent::decode(text)))
         }
     }
 }
@@ -129,9 +130,10 @@ fn decode_binary(
             name: ext.into(),
             reason: "the header is not ASCII text".into(),
         })?;
-        event
-            .extensions
-            .insert(ext.to_owned(), Value::String(percent_decode(text)));
+        event.extensions.insert(
+            ext.to_owned(),
+            Value::String(pulse_core::percent::decode(text)),
+        );
     }
     if has_content_type {
         event.datacontenttype = headers
@@ -144,29 +146,6 @@ fn decode_binary(
     }
     event.validate()?;
     Ok(event)
-}
-
-/// Decodes `%XX` escapes of binary-mode header values (CloudEvents HTTP binding 3.1.3.2).
-fn percent_decode(text: &str) -> String {
-    if !text.contains('%') {
-        return text.to_owned();
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
