@@ -253,7 +253,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(c.server.listen, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(c.server.listen.as_deref(), Some("127.0.0.1:9000"));
         assert_eq!(c.retention.max_age, Some(Duration::from_secs(7 * 86_400)));
         assert_eq!(c.retention.max_bytes, Some(10_000_000_000));
         assert_eq!(c.server.limits.request_timeout, Duration::from_secs(5400));

@@ -55,16 +55,7 @@ pub(crate) struct ServeArgs {
 
 /// Accepts `host:port` with a numeric port; the host is resolved when it is bound.
 fn parse_listen(text: &str) -> Result<String, String> {
-    let port = text.rsplit_once(':').and_then(|(host, port)| {
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        (!host.is_empty()).then_some(port)
-    });
-    match port.map(str::parse::<u16>) {
-        Some(Ok(_)) => Ok(text.to_owned()),
-        _ => Err(format!(
-            "{text:?} is not host:port, such as 127.0.0.1:7400 or localhost:7400"
-        )),
-    }
+    pulse_server::check_host_port(text).map(|()| text.to_owned())
 }
 
 fn init_logging(format: LogFormat) {
@@ -114,7 +105,7 @@ fn start(args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let listen = args
         .listen
-        .or_else(|| config.server.listen.map(|addr| addr.to_string()))
+        .or_else(|| config.server.listen.clone())
         .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -280,28 +271,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-
-    #[test]
-    fn listen_takes_host_names_and_needs_a_port() {
-        for ok in [
-            "127.0.0.1:7400",
-            "localhost:0",
-            "[::1]:7400",
-            "pulse.internal:80",
-        ] {
-            assert_eq!(parse_listen(ok).as_deref(), Ok(ok));
-        }
-        for bad in [
-            "localhost",
-            ":7400",
-            "localhost:",
-            "localhost:http",
-            "[::1]",
-            "1:99999",
-        ] {
-            assert!(parse_listen(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn postgres_gets_the_retention_of_the_config_file() {

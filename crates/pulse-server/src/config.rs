@@ -11,7 +11,6 @@
 //! the log (`pulse serve`), which hands the rest of the file to [`Config::from_table`].
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -59,8 +58,9 @@ pub fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError
 /// The validated configuration.
 #[derive(Debug, Default)]
 pub struct Config {
-    /// Address to listen on, unless the command line says otherwise.
-    pub listen: Option<SocketAddr>,
+    /// Address to listen on (`host:port`, the host resolved when bound), unless the command
+    /// line says otherwise.
+    pub listen: Option<String>,
     /// Data directory, unless the command line says otherwise.
     pub data_dir: Option<PathBuf>,
     /// Request limits.
@@ -296,12 +296,9 @@ impl RawConfig {
         let mut config = Config::default();
         if let Some(server) = self.server {
             if let Some(listen) = server.listen {
-                config.listen = Some(listen.parse().map_err(|_| {
-                    invalid(
-                        "server.listen",
-                        format!("{listen:?} is not an address like 127.0.0.1:7400"),
-                    )
-                })?);
+                crate::listen::check_host_port(&listen)
+                    .map_err(|reason| invalid("server.listen", reason))?;
+                config.listen = Some(listen);
             }
             config.data_dir = server.data_dir;
         }
@@ -496,7 +493,7 @@ mod tests {
         let c = Config::parse(
             r#"
             [server]
-            listen = "127.0.0.1:9000"
+            listen = "localhost:9000"
             data_dir = "/tmp/x"
             [limits]
             max_body_bytes = 1000
@@ -525,7 +522,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(c.listen, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(c.listen.as_deref(), Some("localhost:9000"));
         assert_eq!(c.limits.request_timeout, Duration::from_secs(5));
         assert_eq!(c.limits.header_read_timeout, Duration::from_secs(3));
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(20));
@@ -543,6 +540,7 @@ mod tests {
     fn bad_values_name_their_key() {
         let cases = [
             ("[[durability]]\npattern = \"a..b\"\nmode = \"memory\"", "durability[0].pattern"),
+            ("[server]\nlisten = \"localhost\"", "server.listen"),
             ("[limits]\nrequest_timeout = \"5 parsecs\"", "limits.request_timeout"),
             ("[limits]\nidle_timeout = \"0s\"", "limits.idle_timeout"),
             ("[limits]\nheader_read_timeout = \"soon\"", "limits.header_read_timeout"),

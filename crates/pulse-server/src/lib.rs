@@ -46,5 +46,5 @@ mod webhook;
 
 pub use config::{Config, ConfigError};
 pub use error::ApiError;
-pub use listen::Listen;
+pub use listen::{check_host_port, Listen};
 pub use server::{Server, ServerError, ServerOptions};

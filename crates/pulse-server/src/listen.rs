@@ -44,6 +44,22 @@ impl std::str::FromStr for Listen {
     }
 }
 
+/// Checks that `text` is `host:port` (a host name, an IPv4 address or a bracketed IPv6
+/// address, and a port number), as `--listen` and `[server] listen` take it; the host is
+/// resolved when it is bound. The error says what is expected.
+pub fn check_host_port(text: &str) -> Result<(), String> {
+    let port = text.rsplit_once(':').and_then(|(host, port)| {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        (!host.is_empty()).then_some(port)
+    });
+    match port.map(str::parse::<u16>) {
+        Some(Ok(_)) => Ok(()),
+        _ => Err(format!(
+            "{text:?} is not host:port, such as 127.0.0.1:7400 or localhost:7400"
+        )),
+    }
+}
+
 impl Listen {
     /// The listener to accept on, bound now unless the caller has bound it.
     pub(crate) async fn bind(self) -> Result<TcpListener, ServerError> {
