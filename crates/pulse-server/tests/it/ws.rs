@@ -127,25 +127,7 @@ async fn tail_gets_persistent_and_memory_events() {
         TestServer::start("[[durability]]\npattern = \"debug.trace\"\nmode = \"memory\"\n").await;
     publish(&server, vec![event("old", "debug.persist", json!(0))]).await;
     let mut ws = connect(&server.ws_url("/v1/ws?type=debug.>")).await;
-    // Wait until the tail is subscribed: a persistent event published now arrives.
-    let mut n = 0;
-    let first = loop {
-        n += 1;
-        let probe = event(&format!("probe-{n}"), "debug.persist", json!(n));
-        let (s, _) = post(
-            &server.url("/v1/events"),
-            STRUCTURED,
-            probe.to_string(),
-            None,
-        )
-        .await;
-        assert_eq!(s, 202);
-        if let Ok(Some(Ok(Message::Text(t)))) =
-            tokio::time::timeout(Duration::from_millis(500), ws.next()).await
-        {
-            break serde_json::from_str::<Value>(t.as_str()).unwrap();
-        }
-    };
+    let first = wait_until_tailing(&server, &mut ws).await;
     assert_ne!(
         first["event"]["id"], "old",
         "a tail starts at the current end"
@@ -193,25 +175,7 @@ async fn slow_tail_is_told_how_many_memory_events_it_missed() {
     let config = "[[durability]]\npattern = \"debug.trace\"\nmode = \"memory\"\n";
     let server = TestServer::start(config).await;
     let mut ws = connect(&server.ws_url("/v1/ws?type=debug.>")).await;
-    // Wait until the tail is subscribed: a persistent event published now arrives.
-    let mut n = 0;
-    loop {
-        n += 1;
-        let probe = event(&format!("probe-{n}"), "debug.persist", json!(n));
-        let (s, _) = post(
-            &server.url("/v1/events"),
-            STRUCTURED,
-            probe.to_string(),
-            None,
-        )
-        .await;
-        assert_eq!(s, 202);
-        if let Ok(Some(Ok(Message::Text(_)))) =
-            tokio::time::timeout(Duration::from_millis(500), ws.next()).await
-        {
-            break;
-        }
-    }
+    wait_until_tailing(&server, &mut ws).await;
     const PUBLISHED: u64 = 40_000;
     // The reader reads nothing while everything is published.
     for batch in crate::stream::bulky_memory_events(PUBLISHED as usize) {
@@ -252,4 +216,27 @@ async fn slow_tail_is_told_how_many_memory_events_it_missed() {
     );
     drop(ws);
     server.stop().await;
+}
+
+/// Publishes persistent `debug.persist` probes until one arrives on the tail `ws`, so the tail
+/// is known to be subscribed; returns that first frame.
+async fn wait_until_tailing(server: &TestServer, ws: &mut Socket) -> Value {
+    let mut n = 0;
+    loop {
+        n += 1;
+        let probe = event(&format!("probe-{n}"), "debug.persist", json!(n));
+        let (s, _) = post(
+            &server.url("/v1/events"),
+            STRUCTURED,
+            probe.to_string(),
+            None,
+        )
+        .await;
+        assert_eq!(s, 202);
+        if let Ok(Some(Ok(Message::Text(t)))) =
+            tokio::time::timeout(Duration::from_millis(500), ws.next()).await
+        {
+            return serde_json::from_str::<Value>(t.as_str()).unwrap();
+        }
+    }
 }
