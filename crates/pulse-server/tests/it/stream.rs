@@ -246,11 +246,11 @@ async fn group_stream_holds_at_most_max_unacked_and_nack_redelivers() {
     server.stop().await;
 }
 
-/// Memory events, each about 1 KB, so that a reader that does not read fills the socket
-/// buffers and falls behind the server's memory channel.
-pub(crate) fn bulky_memory_events(n: usize) -> Vec<Vec<Value>> {
+/// Publishes `n` memory events of about 1 KB each, in batches of 500, so that a reader that
+/// does not read fills the socket buffers and falls behind the server's memory channel.
+pub(crate) async fn publish_bulky_memory_events(server: &TestServer, n: usize) {
     let pad = "x".repeat(1000);
-    (0..n)
+    let events: Vec<Value> = (0..n)
         .map(|i| {
             event(
                 &format!("mem-{i}"),
@@ -258,10 +258,17 @@ pub(crate) fn bulky_memory_events(n: usize) -> Vec<Vec<Value>> {
                 json!({"i": i, "pad": pad}),
             )
         })
-        .collect::<Vec<_>>()
-        .chunks(500)
-        .map(<[Value]>::to_vec)
-        .collect()
+        .collect();
+    for batch in events.chunks(500) {
+        let (status, body) = post(
+            &server.url("/v1/events"),
+            BATCH,
+            Value::Array(batch.to_vec()).to_string(),
+            None,
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+    }
 }
 
 const MEMORY_CONFIG: &str = "[[durability]]\npattern = \"debug.>\"\nmode = \"memory\"\n";
@@ -272,16 +279,7 @@ async fn slow_tail_is_told_how_many_memory_events_it_missed() {
     let mut sse = SseReader::open(&server.url("/v1/stream?type=debug.>"), None).await;
     const PUBLISHED: u64 = 40_000;
     // The reader reads nothing while everything is published.
-    for batch in bulky_memory_events(PUBLISHED as usize) {
-        let (status, body) = post(
-            &server.url("/v1/events"),
-            BATCH,
-            Value::Array(batch).to_string(),
-            None,
-        )
-        .await;
-        assert_eq!(status, 202, "{body}");
-    }
+    publish_bulky_memory_events(&server, PUBLISHED as usize).await;
     let (mut received, mut missed, mut missed_frames) = (0u64, 0u64, 0u64);
     while received + missed < PUBLISHED {
         let f = sse.next().await;

@@ -178,16 +178,7 @@ async fn slow_tail_is_told_how_many_memory_events_it_missed() {
     wait_until_tailing(&server, &mut ws).await;
     const PUBLISHED: u64 = 40_000;
     // The reader reads nothing while everything is published.
-    for batch in crate::stream::bulky_memory_events(PUBLISHED as usize) {
-        let (status, body) = post(
-            &server.url("/v1/events"),
-            BATCH,
-            Value::Array(batch).to_string(),
-            None,
-        )
-        .await;
-        assert_eq!(status, 202, "{body}");
-    }
+    crate::stream::publish_bulky_memory_events(&server, PUBLISHED as usize).await;
     let (mut received, mut missed, mut missed_frames) = (0u64, 0u64, 0u64);
     while received + missed < PUBLISHED {
         let frame = next_json(&mut ws).await;
