@@ -88,6 +88,11 @@ fn probe_space(path: &std::path::Path) -> std::io::Result<()> {
 }
 
 /// An [`EventLog`] that forwards every call and keeps [`StorageHealth`] up to date.
+///
+/// It forwards the trait's provided methods too (`set_group_pattern`, `fetch_wait`): left to
+/// their defaults they would answer for the wrapper, not for the backend (a missing
+/// `set_group_pattern` made `PUT /v1/groups/{group}` answer 501 on every backend; the server
+/// test `groups::an_administrator_changes_a_groups_pattern` goes through this wrapper).
 pub(crate) struct StorageWatch {
     inner: Arc<dyn EventLog>,
     health: StorageHealth,
